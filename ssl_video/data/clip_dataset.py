@@ -1,0 +1,141 @@
+"""Turn dataset records into training/evaluation samples: decode -> sample -> augment -> dict of tensors.
+
+A sample is a plain dict: ``video`` (C x T x H x W float, or V x C x T x H x W for ``views`` > 1 or
+N x ... for several clips), ``audio`` (1 x n_mels x frames log-mel, same leading dims), ``has_audio``
+(bool), ``label`` (int, -1 when unlabeled), ``index`` (record index) and ``start`` (seconds).
+
+Bad files never stop a job. With ``on_error="resample"`` (training) a failing video is replaced by another
+random one, so batch sizes stay equal across processes; with ``"skip"`` (evaluation) the sample is
+dropped by :func:`collate_clips`. Either way the failing path travels in the batch under ``skipped``,
+so the consumer counts and reports each bad file once, whichever worker met it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from ssl_video.data.datasets.base import VideoRecord
+from ssl_video.data.media import MediaError, read_clips
+from ssl_video.data.sampling import ClipSampling, clip_span, make_sampler
+from ssl_video.data.transforms import AudioFeatures, LogMel, VideoAugment, audio_transform, video_transform
+
+__all__ = ["ClipConfig", "ClipDataset", "collate_clips", "BadFileLog"]
+
+
+@dataclass
+class ClipConfig:
+    """What one sample holds and how it is made."""
+
+    frames: int = 16
+    fps: float = 16.0
+    decode_size: int = 128  # short side the decoder scales to before cropping
+    sampling: ClipSampling = field(default_factory=ClipSampling)
+    video: VideoAugment = field(default_factory=VideoAugment)
+    audio: AudioFeatures | None = field(default_factory=AudioFeatures)
+    audio_seconds: float | None = None  # None: the clip's own span
+    views: int = 1  # augmented views of the same decoded clip (contrastive methods use 2)
+    pad: Literal["repeat", "loop"] = "repeat"
+    seek_mode: Literal["exact", "approximate"] = "exact"
+
+
+class ClipDataset(Dataset):
+    def __init__(self, records: list[VideoRecord], cfg: ClipConfig, train: bool, seed: int = 0,
+                 on_error: Literal["resample", "skip"] | None = None, max_retries: int = 20):
+        if cfg.views > 1 and cfg.sampling.num_clips > 1:
+            raise ValueError("views > 1 and num_clips > 1 cannot be combined")
+        self.records = list(records)
+        self.cfg = cfg
+        self.train = train
+        self.seed = seed
+        self.on_error = on_error or ("resample" if train else "skip")
+        self.max_retries = max_retries
+        self._logmel = LogMel(cfg.audio) if cfg.audio is not None else None
+        self._calls = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _rng(self, index: int) -> random.Random:
+        # training: a fresh stream per call (seeded from torch's per-worker RNG, so runs with a seed
+        # repeat); evaluation: fixed per index, so every run sees the same clips and crops
+        if self.train:
+            return random.Random(int(torch.randint(0, 2**62, (1,)).item()))
+        return random.Random(self.seed * 1_000_003 + index)
+
+    def load(self, index: int) -> dict:
+        """Decode and transform record ``index``; raises :class:`MediaError` for a bad file."""
+        cfg = self.cfg
+        record = self.records[index]
+        rng = self._rng(index)
+        span = clip_span(cfg.frames, cfg.fps)
+        clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
+                           size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
+                           audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode)
+        videos, audios = [], []
+        for clip in clips:
+            for _ in range(cfg.views):
+                videos.append(video_transform(clip.video, cfg.video, self.train, rng))
+            if self._logmel is not None:
+                audios.append(audio_transform(clip.audio, self._logmel, cfg.audio, self.train, rng))
+        single = len(videos) == 1
+        sample = {
+            "video": videos[0] if single else torch.stack(videos),
+            "has_audio": torch.tensor(clips[0].has_audio),
+            "label": torch.tensor(record.label, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "start": torch.tensor(clips[0].start, dtype=torch.float32),
+        }
+        if audios:
+            sample["audio"] = audios[0] if len(audios) == 1 else torch.stack(audios)
+        return sample
+
+    def __getitem__(self, index: int) -> dict:
+        skipped = []
+        candidate = index
+        for _ in range(self.max_retries + 1):
+            try:
+                sample = self.load(candidate)
+                sample["skipped"] = skipped
+                return sample
+            except MediaError as exc:
+                skipped.append(f"{exc.path}\t{exc.reason}")
+                if self.on_error == "skip":
+                    return {"skipped": skipped}
+                candidate = random.Random(hash((index, len(skipped), self.seed))).randrange(len(self.records))
+        raise MediaError(self.records[index].path,
+                         f"{self.max_retries + 1} videos in a row failed to decode; is the dataset readable?")
+
+
+def collate_clips(batch: list[dict]) -> dict:
+    """Stack samples, dropping skipped ones; ``skipped`` lists ``"path<TAB>reason"`` of every bad file met."""
+    skipped = [s for sample in batch for s in sample.get("skipped", [])]
+    good = [sample for sample in batch if "video" in sample]
+    out: dict = {"skipped": skipped}
+    if good:
+        for key in good[0]:
+            if key != "skipped":
+                out[key] = torch.stack([sample[key] for sample in good])
+    return out
+
+
+class BadFileLog:
+    """Counts bad files met during a job and reports each one once."""
+
+    def __init__(self, log=print):
+        self.files: dict[str, str] = {}
+        self._log = log
+
+    def update(self, skipped: list[str]) -> None:
+        for entry in skipped:
+            path, _, reason = entry.partition("\t")
+            if path not in self.files:
+                self.files[path] = reason
+                self._log(f"skipping unreadable video ({len(self.files)} so far): {path}: {reason}")
+
+    def __len__(self) -> int:
+        return len(self.files)

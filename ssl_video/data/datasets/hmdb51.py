@@ -1,0 +1,50 @@
+"""HMDB51: ``hmdb51_org/<class>/<video>.avi`` + ``testTrainMulti_7030_splits/<class>_test_split<k>.txt``.
+
+Split lines are ``<video file name> <id>`` with id 1 = train, 2 = test, 0 = unused. Video names contain
+spaces and ``#!&()'``: a line is split on its LAST run of whitespace, and paths are joined, never globbed.
+Classes are the sorted class names found in the split files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, mark_missing, read_list_file, require_dir
+from ssl_video.errors import UserError
+
+_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
+_SUBSETS = {"1": "train", "2": "test"}
+
+
+def load(root: str | None = None, videos: str | None = None, splits: str | None = None) -> DatasetLayout:
+    if (videos is None or splits is None) and root is None:
+        raise UserError("hmdb51: give --root DIR (holding hmdb51_org/ and testTrainMulti_7030_splits/) "
+                        "or --videos and --splits")
+    videos_dir = require_dir(videos or Path(root) / "hmdb51_org", "hmdb51 videos directory")
+    splits_dir = require_dir(splits or Path(root) / "testTrainMulti_7030_splits", "hmdb51 split directory")
+    files: dict[str, dict[str, Path]] = {}
+    for path in sorted(splits_dir.iterdir()):
+        match = _SPLIT_FILE.match(path.name)
+        if match:
+            files.setdefault(match["k"], {})[match["cls"]] = path
+    if not files:
+        raise UserError(f"hmdb51: no <class>_test_split<k>.txt files in {splits_dir}")
+    classes = sorted({cls for per_split in files.values() for cls in per_split})
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    layout_splits: dict[str, dict[str, list[VideoRecord]]] = {}
+    for k in sorted(files):
+        subsets: dict[str, list[VideoRecord]] = {"train": [], "test": []}
+        for cls, path in sorted(files[k].items()):
+            for line in read_list_file(path):
+                parts = line.rsplit(None, 1)
+                if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                    raise UserError(f"hmdb51: bad line in {path.name}: {line!r}")
+                name, code = parts
+                if code == "0":
+                    continue
+                rel = f"{cls}/{name}"
+                subsets[_SUBSETS[code]].append(
+                    VideoRecord(path=str(videos_dir / cls / name), label=class_to_idx[cls], video_id=rel))
+        layout_splits[k] = subsets
+    return mark_missing(DatasetLayout("hmdb51", classes, layout_splits, str(videos_dir)))

@@ -1,0 +1,318 @@
+"""The one place that decodes media (torchcodec).
+
+A *clip* is ``num_frames`` frames sampled at a target ``fps`` starting at time ``start`` (seconds from the
+first frame of the video stream), plus
+the mono audio window, resampled to ``audio_rate``, that covers the same span (or a window of
+``audio_seconds`` centred on the clip). Frame ``i`` of a clip is the source frame on screen at time
+``start + i / fps``, so any source frame rate (constant or variable) maps onto the target rate.
+
+Robustness rules:
+- times past the end of the video repeat the last frame (``pad="repeat"``) or wrap around
+  (``pad="loop"``): a video shorter than a clip never crashes;
+- a video without an audio stream gives zeros and ``has_audio=False``;
+- any decoding failure (zero-byte, corrupt, truncated file) raises :class:`MediaError`, which
+  datasets catch, count and report.
+
+Spatial resizing happens inside the decoder (FFmpeg scales while converting to RGB), on uint8, before
+any tensor work: the cheapest place for it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import torch
+
+__all__ = ["MediaError", "MediaInfo", "Clip", "probe", "read_clip", "read_clips", "read_audio", "target_size"]
+
+_EPS = 1e-6  # seconds; guards t = k / fps against float round-off just below a frame's pts
+
+
+class MediaError(Exception):
+    """A media file could not be read. ``path`` names it; ``reason`` is one line."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    duration: float  # seconds of video
+    fps: float  # average frame rate
+    num_frames: int
+    width: int
+    height: int
+    begin: float  # first frame's presentation time (s)
+    end: float  # end of the last frame (s)
+    has_audio: bool
+    audio_sample_rate: int | None
+    audio_duration: float | None
+
+
+@dataclass
+class Clip:
+    video: torch.Tensor  # uint8, T x C x H x W
+    audio: torch.Tensor  # float32, (n,) mono; zeros when the file has no audio
+    has_audio: bool
+    start: float  # seconds from the first frame
+    frame_times: torch.Tensor  # float64 (T,), presentation times fetched (after padding rules)
+    audio_start: float  # seconds; time of audio sample 0 (may be < 0: zero padded)
+    duration: float  # seconds of video in the whole file
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else "no message"
+    line = re.sub(r"^\w+, \S+\.cpp:\d+, ", "", line)  # drop torchcodec's source location
+    return f"{type(exc).__name__}: {line}"
+
+
+def _check_file(path: str) -> None:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise MediaError(path, f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+
+
+def _video_decoder(path: str, seek_mode: str, size: tuple[int, int] | None = None):
+    from torchcodec.decoders import VideoDecoder
+
+    transforms = None
+    if size is not None:
+        from torchcodec.transforms import Resize
+
+        transforms = [Resize(size=tuple(size))]
+    try:
+        return VideoDecoder(path, seek_mode=seek_mode, dimension_order="NCHW", num_ffmpeg_threads=1,
+                            transforms=transforms)
+    except Exception as exc:  # torchcodec raises RuntimeError/ValueError for unreadable input
+        raise MediaError(path, f"cannot decode video: {_one_line(exc)}") from None
+
+
+def _stream_bounds(meta) -> tuple[float, float, int, float]:
+    fps = float(meta.average_fps or 0.0)
+    n = int(meta.num_frames or 0)
+    begin = float(meta.begin_stream_seconds or 0.0)
+    end = meta.end_stream_seconds
+    if end is None:
+        end = begin + (meta.duration_seconds or (n / fps if fps else 0.0))
+    end = float(end)
+    if not fps and n and end > begin:
+        fps = n / (end - begin)
+    return begin, end, n, fps
+
+
+def target_size(height: int, width: int, size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """Output (H, W): ``int`` scales the short side to it (aspect kept, even rounding), a pair is exact."""
+    if size is None:
+        return None
+    if isinstance(size, int):
+        scale = size / min(height, width)
+        return (max(1, round(height * scale)), max(1, round(width * scale)))
+    return (int(size[0]), int(size[1]))
+
+
+@lru_cache(maxsize=4096)
+def _header(path: str, mtime_ns: int) -> tuple[int, int]:
+    """(height, width) from the header only; cached per file version."""
+    meta = _video_decoder(path, "approximate").metadata
+    return int(meta.height), int(meta.width)
+
+
+def probe(path: str | os.PathLike, decode: bool = True) -> MediaInfo:
+    """Read a file's metadata; with ``decode`` also decode its first and last frames and audio.
+
+    Decoding both ends catches corrupt and truncated files whose header still looks fine.
+    """
+    path = str(path)
+    _check_file(path)
+    decoder = _video_decoder(path, "exact")
+    meta = decoder.metadata
+    begin, end, n, fps = _stream_bounds(meta)
+    if n <= 0 or end <= begin:
+        raise MediaError(path, "video stream has no frames")
+    if decode:
+        try:
+            decoder.get_frame_at(0)
+            decoder.get_frame_at(n - 1)
+        except Exception as exc:
+            raise MediaError(path, f"cannot decode frames: {_one_line(exc)}") from None
+    audio_rate = audio_duration = None
+    has_audio = False
+    audio = _audio_decoder(path, None)
+    if audio is not None:
+        has_audio = True
+        audio_rate = int(audio.metadata.sample_rate)
+        audio_duration = audio.metadata.duration_seconds
+        if decode:
+            try:
+                audio.get_samples_played_in_range(0.0, min(0.1, float(audio_duration or 0.1)))
+            except Exception as exc:
+                raise MediaError(path, f"cannot decode audio: {_one_line(exc)}") from None
+    return MediaInfo(path=path, duration=end - begin, fps=fps, num_frames=n, width=int(meta.width),
+                     height=int(meta.height), begin=begin, end=end, has_audio=has_audio,
+                     audio_sample_rate=audio_rate,
+                     audio_duration=float(audio_duration) if audio_duration is not None else None)
+
+
+def _audio_decoder(path: str, sample_rate: int | None):
+    """An AudioDecoder, or None when the file has no audio stream."""
+    from torchcodec.decoders import AudioDecoder
+
+    try:
+        return AudioDecoder(path, sample_rate=sample_rate, num_channels=1)
+    except Exception as exc:
+        # torchcodec says "The best audio stream is unknown ..." (ValueError) when there is none
+        if isinstance(exc, ValueError) and "audio stream" in str(exc).lower():
+            return None
+        raise MediaError(path, f"cannot decode audio: {_one_line(exc)}") from None
+
+
+def clip_times(start: float, num_frames: int, fps: float, begin: float, end: float, last_frame: float,
+               pad: Literal["repeat", "loop"] = "repeat") -> torch.Tensor:
+    """Presentation times to fetch: ``begin + start + i / fps``, kept inside ``[begin, last_frame]``."""
+    times = begin + torch.tensor([start + i / fps for i in range(num_frames)], dtype=torch.float64) + _EPS
+    span = end - begin
+    if pad == "loop" and span > 0:
+        times = begin + torch.remainder(times - begin, span)
+    return times.clamp(min=begin, max=max(begin, last_frame))
+
+
+def read_clip(path: str | os.PathLike, start: float | Callable[[float], float], num_frames: int, fps: float,
+              **kwargs) -> Clip:
+    """Decode one clip; ``start`` may be a function of the video's duration (one file open).
+
+    Keyword arguments are those of :func:`read_clips`.
+    """
+    starts = (lambda duration: [start(duration)]) if callable(start) else [start]
+    return read_clips(path, starts, num_frames, fps, **kwargs)[0]
+
+
+def read_clips(
+    path: str | os.PathLike,
+    starts: Sequence[float] | Callable[[float], Sequence[float]],
+    num_frames: int,
+    fps: float,
+    *,
+    size: int | tuple[int, int] | None = None,
+    audio_rate: int | None = 16000,
+    audio_seconds: float | None = None,
+    pad: Literal["repeat", "loop"] = "repeat",
+    seek_mode: Literal["exact", "approximate"] = "exact",
+) -> list[Clip]:
+    """Decode several clips of one file with a single open (see the module doc).
+
+    ``starts`` are seconds from the first frame, or a function ``duration -> starts`` (e.g. a sampler
+    from :mod:`ssl_video.data.sampling`). ``size``: ``int`` = short side, ``(H, W)`` = exact, ``None`` =
+    native. ``audio_rate=None`` skips audio (empty tensors). ``audio_seconds=None`` = the clip's span.
+    """
+    path = str(path)
+    _check_file(path)
+    if num_frames < 1 or fps <= 0:
+        raise ValueError("num_frames must be >= 1 and fps > 0")
+    out_size = None
+    if size is not None:
+        if isinstance(size, int):
+            height, width = _header(path, os.stat(path).st_mtime_ns)
+            out_size = target_size(height, width, size)
+        else:
+            out_size = (int(size[0]), int(size[1]))
+    decoder = _video_decoder(path, seek_mode, out_size)
+    begin, end, n, src_fps = _stream_bounds(decoder.metadata)
+    if n <= 0 or end <= begin:
+        raise MediaError(path, "video stream has no frames")
+    duration = end - begin
+    if callable(starts):
+        starts = starts(duration)
+    # the last frame's presentation time: the stream's end minus one source frame
+    last_frame = max(begin, end - (1.0 / src_fps if src_fps else 0.0))
+    all_times = [clip_times(float(s), num_frames, fps, begin, end, last_frame, pad) for s in starts]
+    if not all_times:
+        return []
+    frames = _decode_frames(decoder, path, torch.cat(all_times))
+    clip_span = num_frames / fps
+    seconds = clip_span if audio_seconds is None else float(audio_seconds)
+    audio_decoder = _audio_decoder(path, audio_rate) if audio_rate is not None else None
+    clips = []
+    for k, (s, times) in enumerate(zip(starts, all_times)):
+        audio_start = float(s) + clip_span / 2 - seconds / 2
+        if audio_rate is None:
+            audio, has_audio = torch.zeros(0), False
+        else:
+            audio, has_audio = _read_window(audio_decoder, path, begin + audio_start, seconds, audio_rate)
+        clips.append(Clip(video=frames[k * num_frames:(k + 1) * num_frames], audio=audio, has_audio=has_audio,
+                          start=float(s), frame_times=times - _EPS, audio_start=audio_start,
+                          duration=duration))
+    return clips
+
+
+def _decode_frames(decoder, path: str, times: torch.Tensor) -> torch.Tensor:
+    """Frames on screen at ``times`` (T x C x H x W uint8).
+
+    A truncated file's index can promise frames its data cannot deliver: then each time that fails
+    repeats the nearest earlier frame that decoded (or the first good one); no good frame is an error.
+    """
+    try:
+        return decoder.get_frames_played_at(seconds=times.tolist()).data
+    except Exception as exc:
+        first_error = exc
+    frames: list[torch.Tensor | None] = []
+    for t in times.tolist():
+        try:
+            frames.append(decoder.get_frame_played_at(t).data)
+        except Exception:
+            frames.append(None)
+    good = [f for f in frames if f is not None]
+    if not good:
+        raise MediaError(path, f"cannot decode frames: {_one_line(first_error)}")
+    previous = good[0]
+    for i, frame in enumerate(frames):
+        previous = frame if frame is not None else previous
+        frames[i] = previous
+    return torch.stack(frames)
+
+
+def read_audio(path: str | os.PathLike, start: float, seconds: float, sample_rate: int) -> tuple[torch.Tensor, bool]:
+    """Mono audio samples for ``[start, start + seconds)`` (absolute seconds) at ``sample_rate``.
+
+    Returns ``(samples, has_audio)``; ``samples`` always has ``round(seconds * sample_rate)`` values,
+    zeros where the window leaves the stream (or everywhere when the file has no audio).
+    """
+    path = str(path)
+    _check_file(path)
+    return _read_window(_audio_decoder(path, sample_rate), path, start, seconds, sample_rate)
+
+
+def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: int) -> tuple[torch.Tensor, bool]:
+    length = int(round(seconds * sample_rate))
+    out = torch.zeros(length, dtype=torch.float32)
+    if decoder is None:
+        return out, False
+    meta = decoder.metadata
+    a_begin = float(meta.begin_stream_seconds or 0.0)
+    a_end = a_begin + float(meta.duration_seconds) if meta.duration_seconds is not None else math.inf
+    lo, hi = max(start, a_begin), min(start + seconds, a_end)
+    if hi - lo <= 1.0 / sample_rate:
+        return out, True
+    try:
+        samples = decoder.get_samples_played_in_range(lo, hi)
+    except Exception as exc:
+        raise MediaError(path, f"cannot decode audio: {_one_line(exc)}") from None
+    data = samples.data.mean(dim=0) if samples.data.dim() == 2 else samples.data
+    offset = int(round((float(samples.pts_seconds) - start) * sample_rate))
+    src_lo, dst_lo = max(0, -offset), max(0, offset)
+    count = min(length - dst_lo, data.numel() - src_lo)
+    if count > 0:
+        out[dst_lo:dst_lo + count] = data[src_lo:src_lo + count].float()
+    return out, True

@@ -1,0 +1,162 @@
+"""Video augmentation/normalisation on uint8 clips and log-mel features for audio.
+
+Video clips arrive from the decoder as uint8 ``T x C x H x W`` (already scaled by the decoder); crops and
+flips stay in uint8 (cheap), colour work happens in float after cropping, and the output is the model's
+layout ``C x T x H x W`` float, normalised. One set of random parameters applies to every frame of a
+clip. Randomness comes from a ``random.Random`` passed in, so a seed reproduces an augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+__all__ = [
+    "VideoAugment", "AudioFeatures", "random_resized_crop_box", "center_crop_box", "crop_resize",
+    "color_jitter", "normalize", "video_transform", "LogMel", "audio_transform",
+]
+
+
+@dataclass
+class VideoAugment:
+    """Video pipeline settings (training augmentations apply only when ``train``)."""
+
+    crop_size: int = 112
+    scale: tuple[float, float] = (0.14, 1.0)  # random resized crop: area fraction
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    color_jitter: float = 0.0  # probability; 0 disables
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.0
+    grayscale: float = 0.0  # probability
+    blur: float = 0.0  # probability of a Gaussian blur
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+
+
+@dataclass
+class AudioFeatures:
+    """Log-mel settings (the audio encoders' input contract)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 64
+    n_fft: int = 512
+    win_seconds: float = 0.02
+    hop_seconds: float = 0.01
+    f_min: float = 0.0
+    f_max: float | None = None
+    volume_jitter: tuple[float, float] = field(default_factory=lambda: (1.0, 1.0))  # train only
+
+
+def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                            rng: random.Random) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect in ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    # fall back to the largest centred crop within the ratio range
+    aspect = width / height
+    if aspect < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """The centred square crop of side ``min(size, H, W)``."""
+    side = min(size, height, width)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def crop_resize(video: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """Crop ``box`` from every frame of a ``T x C x H x W`` clip and resize it to ``size x size``."""
+    top, left, h, w = box
+    if (h, w) == (size, size):
+        return video[..., top:top + h, left:left + w]
+    return TF.resized_crop(video, top, left, h, w, [size, size], antialias=True)
+
+
+def color_jitter(video: torch.Tensor, cfg: VideoAugment, rng: random.Random) -> torch.Tensor:
+    """Colour jitter (random order), grayscale and blur on a float clip in [0, 1]; same for all frames."""
+    if cfg.color_jitter > 0 and rng.random() < cfg.color_jitter:
+        ops = [
+            (TF.adjust_brightness, cfg.brightness), (TF.adjust_contrast, cfg.contrast),
+            (TF.adjust_saturation, cfg.saturation),
+        ]
+        rng.shuffle(ops)
+        for op, amount in ops:
+            if amount > 0:
+                video = op(video, rng.uniform(max(0.0, 1 - amount), 1 + amount))
+        if cfg.hue > 0:
+            video = TF.adjust_hue(video, rng.uniform(-cfg.hue, cfg.hue))
+    if cfg.grayscale > 0 and rng.random() < cfg.grayscale:
+        video = TF.rgb_to_grayscale(video, num_output_channels=3)
+    if cfg.blur > 0 and rng.random() < cfg.blur:
+        side = video.shape[-1]
+        kernel = max(3, int(0.1 * side) // 2 * 2 + 1)
+        video = TF.gaussian_blur(video, [kernel, kernel], [rng.uniform(0.1, 2.0)] * 2)
+    return video.clamp(0, 1)
+
+
+def normalize(video: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 or [0,1] float ``T x C x H x W`` -> normalised float ``C x T x H x W``."""
+    if video.dtype == torch.uint8:
+        video = video.float().div_(255)
+    mean_t = torch.as_tensor(mean, dtype=video.dtype).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=video.dtype).view(1, -1, 1, 1)
+    return ((video - mean_t) / std_t).permute(1, 0, 2, 3).contiguous()
+
+
+def video_transform(video: torch.Tensor, cfg: VideoAugment, train: bool, rng: random.Random) -> torch.Tensor:
+    """The whole video pipeline: crop (+flip, colour) and normalise; ``T x C x H x W`` uint8 in."""
+    height, width = video.shape[-2:]
+    if train:
+        box = random_resized_crop_box(height, width, cfg.scale, cfg.ratio, rng)
+    else:
+        box = center_crop_box(height, width, cfg.crop_size)
+    video = crop_resize(video, box, cfg.crop_size)
+    if train and cfg.flip and rng.random() < 0.5:
+        video = video.flip(-1)
+    if train and (cfg.color_jitter > 0 or cfg.grayscale > 0 or cfg.blur > 0):
+        video = color_jitter(video.float().div_(255), cfg, rng)
+    return normalize(video, cfg.mean, cfg.std)
+
+
+class LogMel(torch.nn.Module):
+    """Waveform ``(..., n)`` -> log-mel ``(..., 1, n_mels, frames)`` (natural log of power + 1e-6)."""
+
+    def __init__(self, cfg: AudioFeatures):
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=int(round(cfg.win_seconds * cfg.sample_rate)),
+            hop_length=int(round(cfg.hop_seconds * cfg.sample_rate)), f_min=cfg.f_min, f_max=cfg.f_max,
+            n_mels=cfg.n_mels, power=2.0, center=True,
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.mel(waveform) + 1e-6).unsqueeze(-3)
+
+
+def audio_transform(waveform: torch.Tensor, logmel: LogMel, cfg: AudioFeatures, train: bool,
+                    rng: random.Random) -> torch.Tensor:
+    """Volume jitter (training) then log-mel: ``(n,)`` -> ``1 x n_mels x frames``."""
+    if train and cfg.volume_jitter != (1.0, 1.0):
+        waveform = waveform * rng.uniform(*cfg.volume_jitter)
+    return logmel(waveform)

@@ -1,0 +1,58 @@
+"""Shared fixtures: media generated on the fly (PyAV writes, ssl_video decodes)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_video.data.video_writer import write_video
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+BITS = 8  # frame index encoded as 8 horizontal black/white bands (robust to lossy coding)
+
+
+def index_frames(n: int, height: int = 64, width: int = 48) -> np.ndarray:
+    """Frames whose pixels encode their own index: band b is white when bit b of the index is set."""
+    frames = np.zeros((n, height, width, 3), np.uint8)
+    band = height // BITS
+    for i in range(n):
+        for b in range(BITS):
+            if (i >> b) & 1:
+                frames[i, b * band:(b + 1) * band] = 255
+    return frames
+
+
+def decode_index(frames: torch.Tensor) -> list[int]:
+    """Inverse of :func:`index_frames` for decoded ``T x C x H x W`` uint8 frames (any size)."""
+    height = frames.shape[-2]
+    out = []
+    for frame in frames:
+        gray = frame.float().mean(0)
+        value = 0
+        for b in range(BITS):
+            lo, hi = int(b * height / BITS), int((b + 1) * height / BITS)
+            centre = gray[lo + (hi - lo) // 4: hi - (hi - lo) // 4]
+            if centre.mean() > 127:
+                value |= 1 << b
+        out.append(value)
+    return out
+
+
+def write_index_video(path, n: int, fps: float, audio=None, sample_rate: int = 16000, frame_times=None,
+                      size=(64, 48)):
+    return write_video(path, index_frames(n, *size), fps, audio=audio, sample_rate=sample_rate,
+                       frame_times=frame_times, gop=12)
+
+
+@pytest.fixture
+def index_video(tmp_path):
+    """A 3 s, 25 fps index-coded video with a 1 kHz tone starting at exactly 1.3 s (16 kHz audio)."""
+    sr = 16000
+    t = np.arange(int(3.0 * sr)) / sr
+    audio = np.where(t >= 1.3, 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+    return write_index_video(tmp_path / "index.mp4", 75, 25, audio=audio, sample_rate=sr)

@@ -1,0 +1,162 @@
+"""Each dataset format's parsing, and the clip dataset's handling of bad files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import write_index_video
+
+from ssl_video.data.clip_dataset import BadFileLog, ClipConfig, ClipDataset, collate_clips
+from ssl_video.data.datasets import load_layout
+from ssl_video.data.sampling import ClipSampling
+from ssl_video.data.transforms import AudioFeatures, VideoAugment
+from ssl_video.errors import UserError
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def make_ucf(root):
+    classes = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
+    files = {
+        "ApplyEyeMakeup": ["v_ApplyEyeMakeup_g01_c01.avi", "v_ApplyEyeMakeup_g08_c01.avi"],
+        "HandstandPushups": ["v_HandStandPushups_g01_c01.avi", "v_HandStandPushups_g08_c02.avi"],
+        "YoYo": ["v_YoYo_g01_c01.avi", "v_YoYo_g08_c01.avi"],
+    }
+    for cls, names in files.items():
+        for name in names:
+            touch(root / "UCF-101" / cls / name)
+    splits = root / "ucfTrainTestlist"
+    splits.mkdir()
+    # official files use CRLF and some have trailing spaces
+    (splits / "classInd.txt").write_bytes(b"".join(f"{i + 1} {c}\r\n".encode() for i, c in enumerate(classes)))
+    for k in (1, 2, 3):
+        train = [f"{c}/{files[c][1]} {i + 1} \r\n" for i, c in enumerate(classes)]
+        test = [f"{c}/{files[c][0]}\r\n" for c in classes]
+        (splits / f"trainlist0{k}.txt").write_text("".join(train), newline="")
+        (splits / f"testlist0{k}.txt").write_text("".join(test), newline="")
+    return files
+
+
+def test_ucf101_layout_and_handstand_quirk(tmp_path):
+    make_ucf(tmp_path)
+    layout = load_layout("ucf101", root=str(tmp_path))
+    assert layout.classes == ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
+    assert sorted(layout.splits) == ["1", "2", "3"]
+    test = layout.records(1, "test")
+    assert [r.label for r in test] == [0, 1, 2]
+    handstand = [r for r in layout.records(1, "train") if "HandStand" in r.path][0]
+    assert handstand.label == 1 and handstand.path.endswith("HandstandPushups/v_HandStandPushups_g08_c02.avi")
+    assert len(layout.listed()) == 6 and layout.missing == []
+
+
+def test_ucf101_missing_file_and_explicit_dirs(tmp_path):
+    make_ucf(tmp_path)
+    (tmp_path / "UCF-101" / "YoYo" / "v_YoYo_g01_c01.avi").unlink()
+    layout = load_layout("ucf101", videos=str(tmp_path / "UCF-101"), splits=str(tmp_path / "ucfTrainTestlist"))
+    assert layout.missing == [str(tmp_path / "UCF-101" / "YoYo" / "v_YoYo_g01_c01.avi")]
+    assert len(layout.records(1, "test")) == 2 and len(layout.listed()) == 6
+
+
+def test_ucf101_label_mismatch_and_missing_root(tmp_path):
+    make_ucf(tmp_path)
+    (tmp_path / "ucfTrainTestlist" / "trainlist01.txt").write_text("YoYo/v_YoYo_g08_c01.avi 1\n")
+    with pytest.raises(UserError, match="disagrees"):
+        load_layout("ucf101", root=str(tmp_path))
+    with pytest.raises(UserError, match="not found"):
+        load_layout("ucf101", root=str(tmp_path / "nowhere"))
+
+
+def test_hmdb51_names_with_special_characters(tmp_path):
+    names = {
+        "brush_hair": ["April_09_brush_hair_u_nm_np1_ba_goo_0.avi", "Blonde_being_brushed_brush_hair_f_nm_np2_ri_med_0.avi",
+                       "unused_one.avi"],
+        "cartwheel": ["(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi",
+                      "Bodenturnen_2004_-_Mädchen_#_2_cartwheel_f_cm_np1_ri_bad_0.avi",
+                      "Tom's & Jerry's cartwheel (take 2)_cartwheel_f_cm_np1_fr_med_1.avi"],
+    }
+    ids = {"brush_hair": ["1", "2", "0"], "cartwheel": ["1", "2", "1"]}
+    split_dir = tmp_path / "testTrainMulti_7030_splits"
+    split_dir.mkdir()
+    for cls, files in names.items():
+        for name in files:
+            touch(tmp_path / "hmdb51_org" / cls / name)
+        for k in (1, 2, 3):
+            lines = "".join(f"{n} {i} \r\n" for n, i in zip(files, ids[cls]))
+            (split_dir / f"{cls}_test_split{k}.txt").write_text(lines, newline="")
+    layout = load_layout("hmdb51", root=str(tmp_path))
+    assert layout.classes == ["brush_hair", "cartwheel"] and sorted(layout.splits) == ["1", "2", "3"]
+    train, test = layout.records("1", "train"), layout.records("1", "test")
+    assert len(train) == 3 and len(test) == 2 and layout.missing == []
+    assert any(r.path.endswith("Tom's & Jerry's cartwheel (take 2)_cartwheel_f_cm_np1_fr_med_1.avi") for r in train)
+    assert all(r.label == 1 for r in train + test if "cartwheel" in r.video_id)
+    assert not any("unused_one" in r.path for r in layout.listed())
+
+
+def test_kinetics_csv_nested_and_flat(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "train.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        "abseiling,aaa111,10,20,train\n"
+        '"air drumming",bbb222,0,10,train\n'
+        "abseiling,missing1,5,15,train\n")
+    (tmp_path / "annotations" / "validate.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nair drumming,ccc333,3,13,val\n")
+    touch(tmp_path / "train" / "abseiling" / "aaa111_000010_000020.mp4")
+    touch(tmp_path / "train" / "air drumming" / "bbb222_000000_000010.mp4")
+    touch(tmp_path / "ccc333_000003_000013.mp4")  # flat layout
+    layout = load_layout("kinetics", root=str(tmp_path))
+    assert layout.classes == ["abseiling", "air drumming"]
+    train = layout.records("1", "train")
+    assert [r.label for r in train] == [0, 1] and train[0].start == 10.0
+    assert layout.records("1", "val")[0].path.endswith("ccc333_000003_000013.mp4")
+    assert len(layout.missing) == 1 and "missing1" in layout.missing[0]
+    (tmp_path / "bad.csv").write_text("a,b\n")
+    with pytest.raises(UserError, match="no train.csv"):
+        load_layout("kinetics", videos=str(tmp_path), splits=str(tmp_path / "train"))
+
+
+def test_folder_dataset_finds_every_video(tmp_path):
+    for rel in ("a/x.mp4", "a/b/y.AVI", "z.mkv", "notes.txt", "a/.hidden.mp4"):
+        touch(tmp_path / rel)
+    layout = load_layout("folder", root=str(tmp_path))
+    assert sorted(r.video_id for r in layout.records()) == ["a/b/y.AVI", "a/x.mp4", "z.mkv"]
+    assert all(r.label == -1 for r in layout.records())
+    with pytest.raises(UserError, match="unknown dataset"):
+        load_layout("imagenet", root=str(tmp_path))
+
+
+def _clip_cfg(**kw):
+    return ClipConfig(frames=4, fps=8.0, decode_size=32, sampling=ClipSampling(**kw.pop("sampling", {})),
+                      video=VideoAugment(crop_size=24), audio=AudioFeatures(n_mels=16, n_fft=512), **kw)
+
+
+def test_clip_dataset_samples_and_bad_files(tmp_path):
+    from ssl_video.data.datasets.base import VideoRecord
+
+    good = [write_index_video(tmp_path / f"v{i}.mp4", 20, 10) for i in range(3)]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    records = [VideoRecord(str(p), i, p.name) for i, p in enumerate(good + [bad])]
+    ds = ClipDataset(records, _clip_cfg(), train=False)
+    sample = ds[0]
+    assert sample["video"].shape == (3, 4, 24, 24) and sample["audio"].shape == (1, 16, 51)
+    assert not bool(sample["has_audio"]) and int(sample["label"]) == 0
+    batch = collate_clips([ds[i] for i in range(4)])
+    assert batch["video"].shape[0] == 3 and len(batch["skipped"]) == 1 and str(bad) in batch["skipped"][0]
+    log = BadFileLog(log=lambda message: None)
+    log.update(batch["skipped"])
+    log.update(batch["skipped"])
+    assert len(log) == 1
+    # training resamples another video so the batch keeps its size
+    train = ClipDataset(records, _clip_cfg(views=2), train=True)
+    sample = train[3]
+    assert sample["video"].shape == (2, 3, 4, 24, 24) and len(sample["skipped"]) >= 1
+    # several uniform clips per video for evaluation
+    multi = ClipDataset(records, _clip_cfg(sampling={"mode": "uniform", "num_clips": 3}), train=False)
+    s = multi[1]
+    assert s["video"].shape == (3, 3, 4, 24, 24) and s["audio"].shape == (3, 1, 16, 51)
+    assert torch.equal(multi[1]["video"], s["video"])  # evaluation is deterministic

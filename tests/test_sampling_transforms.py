@@ -1,0 +1,86 @@
+"""Clip start sampling and the video/audio transforms."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from ssl_video.data.sampling import ClipSampling, make_sampler, random_start, sliding_starts, uniform_starts
+from ssl_video.data.transforms import (
+    AudioFeatures, LogMel, VideoAugment, center_crop_box, normalize, random_resized_crop_box, video_transform,
+)
+
+
+def test_uniform_starts_cover_the_video():
+    assert uniform_starts(10.0, 2.0, 5) == pytest.approx([0, 2, 4, 6, 8])
+    assert uniform_starts(10.0, 2.0, 1) == pytest.approx([4.0])
+    assert uniform_starts(1.0, 2.0, 3) == [0.0, 0.0, 0.0]  # shorter than a clip
+
+
+def test_sliding_windows():
+    assert sliding_starts(10.0, 2.0, 2.0) == pytest.approx([0, 2, 4, 6, 8])
+    assert sliding_starts(10.0, 3.0, 3.0, cover_end=False) == pytest.approx([0, 3, 6])
+    assert sliding_starts(10.0, 3.0, 3.0) == pytest.approx([0, 3, 6, 9])  # last window reaches the end
+    assert sliding_starts(1.0, 3.0, 1.0) == [0.0]  # short video: one padded clip
+    starts = sliding_starts(7.3, 16 / 15, 16 / 15)
+    assert all(b - a == pytest.approx(16 / 15) for a, b in zip(starts, starts[1:]))
+    assert starts[-1] + 16 / 15 >= 7.3
+
+
+def test_random_start_in_range_and_seeded():
+    rng = random.Random(0)
+    starts = [random_start(5.0, 1.0, rng) for _ in range(500)]
+    assert 0 <= min(starts) and max(starts) <= 4.0 and max(starts) - min(starts) > 3.5
+    assert random_start(0.5, 1.0, rng) == 0.0
+    a = make_sampler(ClipSampling("random", num_clips=3), 1.0, random.Random(7))(5.0)
+    b = make_sampler(ClipSampling("random", num_clips=3), 1.0, random.Random(7))(5.0)
+    assert a == b and len(a) == 3
+
+
+def test_random_resized_crop_box_respects_bounds():
+    rng = random.Random(1)
+    for _ in range(200):
+        top, left, h, w = random_resized_crop_box(60, 80, (0.14, 1.0), (3 / 4, 4 / 3), rng)
+        assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 80
+        assert 0.1 <= h * w / 4800 <= 1.0
+    # offsets actually vary (no crop pinned to a corner)
+    lefts = {random_resized_crop_box(60, 80, (0.3, 0.3), (1, 1), rng)[1] for _ in range(50)}
+    assert len(lefts) > 10
+    assert center_crop_box(60, 80, 50) == (5, 15, 50, 50)
+
+
+def test_video_transform_same_crop_on_every_frame():
+    frame = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
+    video = frame.expand(6, -1, -1, -1).clone()  # identical frames
+    cfg = VideoAugment(crop_size=24, color_jitter=1.0, grayscale=0.5, blur=0.5)
+    out = video_transform(video, cfg, train=True, rng=random.Random(3))
+    assert out.shape == (3, 6, 24, 24) and out.dtype == torch.float32
+    for t in range(1, 6):
+        assert torch.equal(out[:, t], out[:, 0])
+
+
+def test_eval_transform_is_center_crop_and_normalisation():
+    video = torch.randint(0, 256, (4, 3, 30, 40), dtype=torch.uint8)
+    cfg = VideoAugment(crop_size=30, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    out = video_transform(video, cfg, train=False, rng=random.Random(0))
+    want = (video[..., 5:35].float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    assert torch.allclose(out, want.permute(1, 0, 2, 3), atol=1e-6)
+    assert torch.allclose(normalize(video, cfg.mean, cfg.std), normalize(video.float() / 255, cfg.mean, cfg.std))
+
+
+def test_log_mel_matches_torchaudio_and_sees_the_tone():
+    import torchaudio
+
+    cfg = AudioFeatures(sample_rate=16000, n_mels=40, n_fft=512, win_seconds=0.025, hop_seconds=0.01)
+    t = torch.arange(16000) / 16000
+    wave = torch.sin(2 * torch.pi * 2000 * t)
+    feats = LogMel(cfg)(wave)
+    assert feats.shape == (1, 40, 101)
+    ref = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=40)(wave)
+    assert torch.allclose(feats[0], torch.log(ref + 1e-6), atol=1e-5)
+    mel_freqs = torchaudio.functional.melscale_fbanks(257, 0, 8000, 40, 16000).argmax(0) * 8000 / 256
+    peak_bin = int(feats[0, :, 50].argmax())
+    assert abs(float(mel_freqs[peak_bin]) - 2000) < 300
