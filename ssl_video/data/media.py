@@ -13,8 +13,9 @@ Robustness rules:
 - any decoding failure (zero-byte, corrupt, truncated file) raises :class:`MediaError`, which
   datasets catch, count and report.
 
-Spatial resizing happens inside the decoder (FFmpeg scales while converting to RGB), on uint8, before
-any tensor work: the cheapest place for it.
+Spatial resizing happens right after decoding, on uint8 (torch's vectorised antialiased bilinear
+kernel), before any float work. Measured here, it is faster than FFmpeg's scaler inside the decoder
+(``benchmarks/decode.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import torch
 
-__all__ = ["MediaError", "MediaInfo", "Clip", "probe", "read_clip", "read_clips", "read_audio", "target_size"]
+__all__ = ["MediaError", "MediaInfo", "Clip", "probe", "read_clip", "read_clips", "read_audio", "target_size",
+           "resize_frames"]
 
 _EPS = 1e-6  # seconds; guards t = k / fps against float round-off just below a frame's pts
 
@@ -85,17 +86,11 @@ def _check_file(path: str) -> None:
         raise MediaError(path, "empty file (0 bytes)")
 
 
-def _video_decoder(path: str, seek_mode: str, size: tuple[int, int] | None = None):
+def _video_decoder(path: str, seek_mode: str):
     from torchcodec.decoders import VideoDecoder
 
-    transforms = None
-    if size is not None:
-        from torchcodec.transforms import Resize
-
-        transforms = [Resize(size=tuple(size))]
     try:
-        return VideoDecoder(path, seek_mode=seek_mode, dimension_order="NCHW", num_ffmpeg_threads=1,
-                            transforms=transforms)
+        return VideoDecoder(path, seek_mode=seek_mode, dimension_order="NCHW", num_ffmpeg_threads=1)
     except Exception as exc:  # torchcodec raises RuntimeError/ValueError for unreadable input
         raise MediaError(path, f"cannot decode video: {_one_line(exc)}") from None
 
@@ -123,11 +118,16 @@ def target_size(height: int, width: int, size: int | tuple[int, int] | None) -> 
     return (int(size[0]), int(size[1]))
 
 
-@lru_cache(maxsize=4096)
-def _header(path: str, mtime_ns: int) -> tuple[int, int]:
-    """(height, width) from the header only; cached per file version."""
-    meta = _video_decoder(path, "approximate").metadata
-    return int(meta.height), int(meta.width)
+def resize_frames(frames: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Resize ``T x C x H x W`` uint8 frames (antialiased bilinear, stays uint8).
+
+    The decoder hands out channels-last memory; torch's uint8 kernel is fastest on exactly that
+    layout (about 5x faster than on a contiguous copy here), so the frames are not copied first.
+    """
+    if size is None or tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return torch.nn.functional.interpolate(frames, size=tuple(size), mode="bilinear", antialias=True,
+                                           align_corners=False)
 
 
 def probe(path: str | os.PathLike, decode: bool = True) -> MediaInfo:
@@ -221,14 +221,7 @@ def read_clips(
     _check_file(path)
     if num_frames < 1 or fps <= 0:
         raise ValueError("num_frames must be >= 1 and fps > 0")
-    out_size = None
-    if size is not None:
-        if isinstance(size, int):
-            height, width = _header(path, os.stat(path).st_mtime_ns)
-            out_size = target_size(height, width, size)
-        else:
-            out_size = (int(size[0]), int(size[1]))
-    decoder = _video_decoder(path, seek_mode, out_size)
+    decoder = _video_decoder(path, seek_mode)
     begin, end, n, src_fps = _stream_bounds(decoder.metadata)
     if n <= 0 or end <= begin:
         raise MediaError(path, "video stream has no frames")
@@ -241,6 +234,7 @@ def read_clips(
     if not all_times:
         return []
     frames = _decode_frames(decoder, path, torch.cat(all_times))
+    frames = resize_frames(frames, target_size(frames.shape[-2], frames.shape[-1], size))
     clip_span = num_frames / fps
     seconds = clip_span if audio_seconds is None else float(audio_seconds)
     audio_decoder = _audio_decoder(path, audio_rate) if audio_rate is not None else None
