@@ -130,8 +130,9 @@ def test_folder_dataset_finds_every_video(tmp_path):
 
 
 def _clip_cfg(**kw):
+    kw.setdefault("video", VideoAugment(crop_size=24))
     return ClipConfig(frames=4, fps=8.0, decode_size=32, sampling=ClipSampling(**kw.pop("sampling", {})),
-                      video=VideoAugment(crop_size=24), audio=AudioFeatures(n_mels=16, n_fft=512), **kw)
+                      audio=AudioFeatures(n_mels=16, n_fft=512), **kw)
 
 
 def test_clip_dataset_samples_and_bad_files(tmp_path):
@@ -160,3 +161,14 @@ def test_clip_dataset_samples_and_bad_files(tmp_path):
     s = multi[1]
     assert s["video"].shape == (3, 3, 4, 24, 24) and s["audio"].shape == (3, 1, 16, 51)
     assert torch.equal(multi[1]["video"], s["video"])  # evaluation is deterministic
+
+
+def test_training_samples_depend_only_on_seed_epoch_index(tmp_path):
+    from ssl_video.data.datasets.base import VideoRecord
+
+    records = [VideoRecord(str(write_index_video(tmp_path / f"v{i}.mp4", 30, 10)), i, f"v{i}") for i in range(2)]
+    cfg = _clip_cfg(video=VideoAugment(crop_size=24, color_jitter=0.8))
+    a, b = ClipDataset(records, cfg, train=True, seed=3), ClipDataset(records, cfg, train=True, seed=3)
+    assert torch.equal(a[1]["video"], b[1]["video"]) and float(a[1]["start"]) == float(b[1]["start"])
+    assert not torch.equal(a[1]["video"], a[1 + len(records)]["video"])  # the next epoch differs
+    assert torch.equal(a[1 + len(records)]["video"], b[1 + len(records)]["video"])

@@ -9,7 +9,13 @@ import torch
 
 from ssl_video.data.sampling import ClipSampling, make_sampler, random_start, sliding_starts, uniform_starts
 from ssl_video.data.transforms import (
-    AudioFeatures, LogMel, VideoAugment, center_crop_box, normalize, random_resized_crop_box, video_transform,
+    AudioFeatures,
+    LogMel,
+    VideoAugment,
+    center_crop_box,
+    normalize,
+    random_resized_crop_box,
+    video_transform,
 )
 
 

@@ -2,7 +2,8 @@
 
 A sample is a plain dict: ``video`` (C x T x H x W float, or V x C x T x H x W for ``views`` > 1 or
 N x ... for several clips), ``audio`` (1 x n_mels x frames log-mel, same leading dims), ``has_audio``
-(bool), ``label`` (int, -1 when unlabeled), ``index`` (record index) and ``start`` (seconds).
+(bool), ``label`` (int, -1 when unlabeled), ``index`` (record index) and ``start`` (seconds). All randomness of a sample derives from
+(seed, epoch, index), so a resumed run sees exactly the samples an uninterrupted one would.
 
 Bad files never stop a job. With ``on_error="resample"`` (training) a failing video is replaced by another
 random one, so batch sizes stay equal across processes; with ``"skip"`` (evaluation) the sample is
@@ -60,18 +61,16 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _rng(self, index: int) -> random.Random:
-        # training: a fresh stream per call (seeded from torch's per-worker RNG, so runs with a seed
-        # repeat); evaluation: fixed per index, so every run sees the same clips and crops
-        if self.train:
-            return random.Random(int(torch.randint(0, 2**62, (1,)).item()))
-        return random.Random(self.seed * 1_000_003 + index)
+    def _rng(self, index: int, epoch: int, attempt: int = 0) -> random.Random:
+        # Every random choice of a sample (clip start, crop, flip, jitter) derives from
+        # (seed, epoch, index): the same in any worker, after any resume. Evaluation uses epoch 0.
+        return random.Random(f"{self.seed}:{epoch}:{index}:{attempt}")
 
-    def load(self, index: int) -> dict:
+    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
         """Decode and transform record ``index``; raises :class:`MediaError` for a bad file."""
         cfg = self.cfg
         record = self.records[index]
-        rng = self._rng(index)
+        rng = self._rng(index, epoch, attempt)
         span = clip_span(cfg.frames, cfg.fps)
         clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
                            size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
@@ -94,19 +93,22 @@ class ClipDataset(Dataset):
             sample["audio"] = audios[0] if len(audios) == 1 else torch.stack(audios)
         return sample
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        """``key = epoch * len(self) + index``: samplers that encode the epoch this way get fresh
+        augmentations every epoch that are still reproducible (plain indices mean epoch 0)."""
+        epoch, index = divmod(int(key), len(self.records))
         skipped = []
         candidate = index
-        for _ in range(self.max_retries + 1):
+        for attempt in range(self.max_retries + 1):
             try:
-                sample = self.load(candidate)
+                sample = self.load(candidate, epoch, attempt)
                 sample["skipped"] = skipped
                 return sample
             except MediaError as exc:
                 skipped.append(f"{exc.path}\t{exc.reason}")
                 if self.on_error == "skip":
                     return {"skipped": skipped}
-                candidate = random.Random(hash((index, len(skipped), self.seed))).randrange(len(self.records))
+                candidate = self._rng(index, epoch, attempt + 1).randrange(len(self.records))
         raise MediaError(self.records[index].path,
                          f"{self.max_retries + 1} videos in a row failed to decode; is the dataset readable?")
 

@@ -1,0 +1,623 @@
+"""Pooling heads: aggregate a sequence of clip (or frame) features into one vector per video.
+
+Every head takes ``x`` of shape ``(B, N, D)`` and an optional boolean ``mask`` of shape ``(B, N)``
+(``True`` = a real clip, ``False`` = padding) and returns ``(B, head.output_dim)``. Padded positions
+never influence the output, whatever values they hold: they are zeroed on entry, excluded from every
+sum, softmax and maximum, and from the batch statistics of the BatchNorm inside the soft assignment.
+Each video needs at least one valid position.
+
+Heads (definitions from the papers, see REFERENCE §4):
+
+* learnable pooling (Miech, Laptev, Sivic 2017): soft assignment ``a = softmax(BN(X W))`` over
+  K clusters, then ``NetVLAD`` (assignment-weighted residuals to learned centres, intra-normalised per
+  cluster, then L2-normalised), ``NetRVLAD`` (the same without centres), ``NetFV`` (first and second
+  order statistics with learned per-cluster standard deviations ``sigma = w^2 + 1e-6``) and ``NetBoW``
+  (soft bag of words: summed assignments, L2-normalised);
+* ``AttentionClusters`` (Long et al. 2018): K attention units, each a softmax-weighted average over the
+  unordered features, optionally followed by the shifting operation
+  ``o_k = (alpha_k v_k + beta_k) / (||alpha_k v_k + beta_k||_2 sqrt(K))``;
+* ``TransformerPool`` (STiCA): post-LayerNorm self-attention layers over the time tokens, queries and
+  keys projected, values and output identity, token 0 (the first valid one) is the output;
+* ``AvgPool``, ``MaxPool``, ``LSTMPool``, ``GRUPool`` (final hidden state of a packed sequence).
+
+Classification blocks: ``ContextGating`` (``Y = sigmoid(W X + b) * X``), ``MixtureOfExperts``,
+``PooledClassifier`` (pooling -> FC -> gating -> classifier -> gating) and ``TwoStreamClassifier``
+(one pooling per stream, late fusion by concatenation). Heads are created by name with
+:func:`create_pooling_head`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "MaskedBatchNorm1d",
+    "SoftAssignment",
+    "NetVLAD",
+    "NetRVLAD",
+    "NetFV",
+    "NetBoW",
+    "AttentionClusters",
+    "TransformerPool",
+    "AvgPool",
+    "MaxPool",
+    "LSTMPool",
+    "GRUPool",
+    "ContextGating",
+    "MixtureOfExperts",
+    "PooledClassifier",
+    "TwoStreamClassifier",
+    "register_pooling_head",
+    "create_pooling_head",
+    "list_pooling_heads",
+    "pooling_head_options",
+    "count_parameters",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# masks
+
+
+def full_mask(x: Tensor, mask: Tensor | None) -> Tensor:
+    """The boolean mask ``(B, N)`` of ``x`` (all ``True`` when ``mask`` is ``None``)."""
+    if mask is None:
+        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match features {tuple(x.shape[:2])}")
+    return mask.to(device=x.device, dtype=torch.bool)
+
+
+def zero_padding(x: Tensor, mask: Tensor) -> Tensor:
+    """``x`` with padded positions set to 0 (so NaN or huge padding values cannot leak)."""
+    return x.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+def masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Softmax of ``scores`` over ``dim`` where positions with ``mask == False`` get weight 0."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim)
+
+
+def prefix_compact(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move the valid positions of each row to the front (order kept); returns ``(x, lengths)``."""
+    lengths = mask.sum(dim=1)
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
+    return x, lengths
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the channel axis of ``(B, N, C)`` whose statistics use valid positions only.
+
+    In training mode the mean and variance are taken over the valid rows (padding excluded), and the
+    running statistics are updated from those rows; padded outputs are 0.
+    """
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        if mask is None:
+            return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        out = x.new_zeros(x.shape)
+        out[mask] = super().forward(x[mask])
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# learnable pooling: the NetVLAD family
+
+
+class SoftAssignment(nn.Module):
+    """``a = softmax(BN(X W))`` over ``clusters``; rows of padded positions are 0.
+
+    Without batch norm the projection has a bias instead.
+    """
+
+    def __init__(self, dim: int, clusters: int, batch_norm: bool = True):
+        super().__init__()
+        self.proj = nn.Linear(dim, clusters, bias=not batch_norm)
+        nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(dim))
+        if self.proj.bias is not None:
+            nn.init.normal_(self.proj.bias, std=1.0 / math.sqrt(dim))
+        self.norm = MaskedBatchNorm1d(clusters) if batch_norm else None
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        z = self.proj(x)
+        if self.norm is not None:
+            z = self.norm(z, mask)
+        a = torch.softmax(z, dim=-1)
+        return a * mask.unsqueeze(-1).to(a.dtype)
+
+
+class _ClusterPool(nn.Module):
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
+        super().__init__()
+        if dim < 1 or clusters < 1:
+            raise ValueError("dim and clusters must be positive")
+        self.dim = dim
+        self.clusters = clusters
+        self.assign = SoftAssignment(dim, clusters, batch_norm)
+
+    def _prepare(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        mask = full_mask(x, mask)
+        x = zero_padding(x, mask)
+        return x, self.assign(x, mask)
+
+
+def _intra_then_global_l2(v: Tensor) -> Tensor:
+    """``(B, K, D)`` -> L2 over D per cluster, flatten, L2 over everything."""
+    return F.normalize(F.normalize(v, dim=2).flatten(1), dim=1)
+
+
+class NetVLAD(_ClusterPool):
+    """``v_k = sum_i a_ik (x_i - c_k)``; intra-normalised, flattened, L2-normalised. Output ``K * D``."""
+
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
+        super().__init__(dim, clusters, batch_norm)
+        self.centers = nn.Parameter(torch.randn(clusters, dim) / math.sqrt(dim))
+        self.output_dim = clusters * dim
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x, a = self._prepare(x, mask)
+        v = torch.einsum("bnk,bnd->bkd", a, x) - a.sum(dim=1).unsqueeze(-1) * self.centers
+        return _intra_then_global_l2(v)
+
+
+class NetRVLAD(_ClusterPool):
+    """Residual-less VLAD: ``v_k = sum_i a_ik x_i``; same normalisation as NetVLAD. Output ``K * D``."""
+
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
+        super().__init__(dim, clusters, batch_norm)
+        self.output_dim = clusters * dim
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x, a = self._prepare(x, mask)
+        return _intra_then_global_l2(torch.einsum("bnk,bnd->bkd", a, x))
+
+
+class NetFV(_ClusterPool):
+    """Learnable Fisher vector. Output ``2 * K * D``: ``[first order, second order]``.
+
+    With ``sigma_k = w_k^2 + 1e-6`` (per cluster and dimension):
+    ``f1_k = sum_i a_ik (x_i - c_k) / sigma_k`` and ``f2_k = sum_i a_ik ((x_i - c_k)^2 / sigma_k^2 - 1)``;
+    each part is intra-normalised per cluster, flattened and L2-normalised, then the two are concatenated.
+    """
+
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True, eps: float = 1e-6):
+        super().__init__(dim, clusters, batch_norm)
+        self.centers = nn.Parameter(torch.randn(clusters, dim) / math.sqrt(dim))
+        self.covar = nn.Parameter(1.0 + torch.randn(clusters, dim) / math.sqrt(dim))
+        self.eps = eps
+        self.output_dim = 2 * clusters * dim
+
+    def sigma(self) -> Tensor:
+        return self.covar.square() + self.eps
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x, a = self._prepare(x, mask)
+        sigma = self.sigma()
+        mass = a.sum(dim=1).unsqueeze(-1)  # (B, K, 1)
+        ax = torch.einsum("bnk,bnd->bkd", a, x)
+        ax2 = torch.einsum("bnk,bnd->bkd", a, x.square())
+        c = self.centers
+        first = (ax - mass * c) / sigma
+        # sum_i a_ik (x_i - c_k)^2 expanded so that no (B, N, K, D) tensor is built
+        second = (ax2 - 2.0 * c * ax + mass * c.square()) / sigma.square() - mass
+        return torch.cat([_intra_then_global_l2(first), _intra_then_global_l2(second)], dim=1)
+
+
+class NetBoW(_ClusterPool):
+    """Soft bag of visual words: ``sum_i a_ik``, L2-normalised. Output ``K``."""
+
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
+        super().__init__(dim, clusters, batch_norm)
+        self.output_dim = clusters
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        _, a = self._prepare(x, mask)
+        return F.normalize(a.sum(dim=1), dim=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# attention pooling
+
+
+class AttentionClusters(nn.Module):
+    """K attention units over unordered features, concatenated. Output ``K * D``.
+
+    Unit k scores every position (``hidden == 0``: a learned query ``w_k . x_i``; ``hidden > 0``:
+    ``w_k . tanh(W_k x_i + b_k)``), takes the masked softmax over positions and averages the features
+    with those weights into ``v_k``. With ``shift`` each unit becomes
+    ``(alpha_k v_k + beta_k) / (||alpha_k v_k + beta_k||_2 sqrt(K))`` with learnable scalars
+    ``alpha_k`` (init 1) and ``beta_k`` (init 0).
+    """
+
+    def __init__(self, dim: int, clusters: int = 64, shift: bool = True, hidden: int = 0):
+        super().__init__()
+        self.dim, self.clusters, self.shift, self.hidden = dim, clusters, shift, hidden
+        if hidden > 0:
+            self.proj = nn.Linear(dim, clusters * hidden)
+            self.query = nn.Parameter(torch.randn(clusters, hidden) / math.sqrt(hidden))
+            self.query_bias = nn.Parameter(torch.zeros(clusters))
+        else:
+            self.proj = nn.Linear(dim, clusters)
+        if shift:
+            self.alpha = nn.Parameter(torch.ones(clusters))
+            self.beta = nn.Parameter(torch.zeros(clusters))
+        self.output_dim = clusters * dim
+
+    def scores(self, x: Tensor) -> Tensor:
+        """Attention logits ``(B, N, K)``."""
+        if self.hidden > 0:
+            h = torch.tanh(self.proj(x)).unflatten(-1, (self.clusters, self.hidden))
+            return torch.einsum("bnkh,kh->bnk", h, self.query) + self.query_bias
+        return self.proj(x)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        mask = full_mask(x, mask)
+        x = zero_padding(x, mask)
+        w = masked_softmax(self.scores(x), mask.unsqueeze(-1), dim=1)
+        v = torch.einsum("bnk,bnd->bkd", w, x)
+        if self.shift:
+            v = self.alpha[:, None] * v + self.beta[:, None]
+            v = F.normalize(v, dim=2) / math.sqrt(self.clusters)
+        return v.flatten(1)
+
+
+class _PostNormLayer(nn.Module):
+    """Self-attention (q, k projected; v and output identity) + FFN, each followed by LayerNorm."""
+
+    def __init__(self, width: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.norm1 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Linear(width, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, width))
+        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, n, w = x.shape
+
+        def split(t: Tensor) -> Tensor:
+            return t.view(b, n, self.heads, w // self.heads).transpose(1, 2)
+
+        attn = F.scaled_dot_product_attention(
+            split(self.q(x)),
+            split(self.k(x)),
+            split(x),
+            attn_mask=mask[:, None, None, :],
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
+        x = self.norm1(x + self.dropout(attn.transpose(1, 2).reshape(b, n, w)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class TransformerPool(nn.Module):
+    """STiCA transformer pooling over time tokens. Output ``width`` (``dim`` unless set).
+
+    Defaults follow STiCA: 2 post-LayerNorm layers, 4 heads, FFN ``4 * width`` with GELU, dropout 0,
+    no positional embedding, output = the first (valid) token. ``output="mean"`` averages the valid
+    tokens instead. ``width != dim`` adds an input projection.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        layers: int = 2,
+        heads: int = 4,
+        ffn: int | None = None,
+        dropout: float = 0.0,
+        width: int | None = None,
+        positional: bool = False,
+        max_len: int = 1024,
+        output: str = "first",
+    ):
+        super().__init__()
+        if output not in ("first", "mean"):
+            raise ValueError(f"output must be 'first' or 'mean', got {output!r}")
+        width = width or dim
+        self.input = nn.Linear(dim, width) if width != dim else nn.Identity()
+        self.pos = nn.Parameter(torch.zeros(max_len, width)) if positional else None
+        if self.pos is not None:
+            nn.init.trunc_normal_(self.pos, std=0.02)
+        self.layers = nn.ModuleList(
+            _PostNormLayer(width, heads, ffn or 4 * width, dropout) for _ in range(layers)
+        )
+        self.output = output
+        self.output_dim = width
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        mask = full_mask(x, mask)
+        x = self.input(zero_padding(x, mask))
+        if self.pos is not None:
+            if x.shape[1] > self.pos.shape[0]:
+                raise ValueError(f"sequence of {x.shape[1]} tokens exceeds max_len {self.pos.shape[0]}")
+            x = x + self.pos[: x.shape[1]]
+        for layer in self.layers:
+            x = layer(x, mask)
+        if self.output == "mean":
+            return _masked_mean(x, mask)
+        first = mask.to(torch.int8).argmax(dim=1)
+        return x[torch.arange(x.shape[0], device=x.device), first]
+
+
+# ----------------------------------------------------------------------------------------------------
+# simple and recurrent pooling
+
+
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (zero_padding(x, mask) * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
+class AvgPool(nn.Module):
+    """Mean over valid positions. Output ``D``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.output_dim = dim
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return _masked_mean(x, full_mask(x, mask))
+
+
+class MaxPool(nn.Module):
+    """Per-dimension maximum over valid positions. Output ``D``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.output_dim = dim
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        mask = full_mask(x, mask)
+        return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+
+
+class _RecurrentPool(nn.Module):
+    rnn_class: type[nn.RNNBase] = nn.GRU
+
+    def __init__(self, dim: int, hidden: int = 512, layers: int = 1, bidirectional: bool = False):
+        super().__init__()
+        self.rnn = self.rnn_class(
+            dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional
+        )
+        self.directions = 2 if bidirectional else 1
+        self.output_dim = hidden * self.directions
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        mask = full_mask(x, mask)
+        x, lengths = prefix_compact(zero_padding(x, mask), mask)
+        if bool((lengths == 0).any()):
+            raise ValueError("every sequence needs at least one valid position")
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
+        # h: (layers * directions, B, hidden); keep the last layer's directions
+        return torch.cat(list(h[-self.directions :]), dim=1)
+
+
+class LSTMPool(_RecurrentPool):
+    """Final hidden state of an LSTM run over the valid positions only. Output ``hidden * dirs``."""
+
+    rnn_class = nn.LSTM
+
+
+class GRUPool(_RecurrentPool):
+    """Final hidden state of a GRU run over the valid positions only. Output ``hidden * dirs``."""
+
+    rnn_class = nn.GRU
+
+
+# ----------------------------------------------------------------------------------------------------
+# classification blocks
+
+
+class ContextGating(nn.Module):
+    """``Y = sigmoid(W X + b) * X`` (element-wise)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc(x)) * x
+
+
+class MixtureOfExperts(nn.Module):
+    """Per-class mixture of logistic experts; returns probabilities ``(B, C)`` in [0, 1].
+
+    ``p(c | x) = sum_e g_e(c, x) sigmoid(u_e(c) . x)`` where the gate is a softmax over
+    ``experts + 1`` choices, the extra one a dummy expert that always says 0.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, experts: int = 2):
+        super().__init__()
+        self.num_classes, self.experts = num_classes, experts
+        self.gates = nn.Linear(in_dim, num_classes * (experts + 1))
+        self.experts_fc = nn.Linear(in_dim, num_classes * experts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = torch.softmax(self.gates(x).unflatten(-1, (self.num_classes, self.experts + 1)), dim=-1)
+        expert = torch.sigmoid(self.experts_fc(x).unflatten(-1, (self.num_classes, self.experts)))
+        return (gate[..., : self.experts] * expert).sum(dim=-1)
+
+
+def _probabilities_to_logits(p: Tensor, eps: float = 1e-6) -> Tensor:
+    p = p.clamp(eps, 1.0 - eps)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class _Classifier(nn.Module):
+    """FC -> BN -> [ReLU] -> [gating] -> linear or MoE -> [gating]; returns logits."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        hidden: int,
+        gating: bool,
+        classifier: str,
+        experts: int,
+        dropout: float,
+        relu: bool,
+    ):
+        super().__init__()
+        if classifier not in ("linear", "moe"):
+            raise ValueError(f"classifier must be 'linear' or 'moe', got {classifier!r}")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_dim, hidden, bias=False)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.relu = relu
+        self.gate = ContextGating(hidden) if gating else None
+        self.kind = classifier
+        self.classifier = (
+            nn.Linear(hidden, num_classes)
+            if classifier == "linear"
+            else MixtureOfExperts(hidden, num_classes, experts)
+        )
+        self.output_gate = ContextGating(num_classes) if gating else None
+
+    def forward(self, z: Tensor) -> Tensor:
+        z = self.norm(self.fc(self.dropout(z)))
+        if self.relu:
+            z = F.relu(z)
+        if self.gate is not None:
+            z = self.gate(z)
+        out = self.classifier(z)
+        if self.output_gate is not None:
+            out = self.output_gate(out)  # on probabilities for MoE, on logits for a linear classifier
+        return _probabilities_to_logits(out) if self.kind == "moe" else out
+
+
+class PooledClassifier(nn.Module):
+    """One stream: ``pool -> FC(hidden) -> BN -> [gating] -> classifier -> [gating]``.
+
+    ``classifier="moe"`` uses :class:`MixtureOfExperts` (its probabilities, gated as in the paper, are
+    returned as logits ``log(p / (1 - p))`` so that every model trains with the same losses).
+    ``forward(x, mask)`` returns logits ``(B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        pool: nn.Module,
+        num_classes: int,
+        hidden: int = 1024,
+        gating: bool = True,
+        classifier: str = "linear",
+        experts: int = 2,
+        dropout: float = 0.0,
+        relu: bool = False,
+    ):
+        super().__init__()
+        self.pool = pool
+        self.head = _Classifier(
+            pool.output_dim, num_classes, hidden, gating, classifier, experts, dropout, relu
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.head(self.pool(x, mask))
+
+
+class TwoStreamClassifier(nn.Module):
+    """Video + audio: one pooling per stream, late fusion by concatenation, then as :class:`PooledClassifier`.
+
+    Gating sits after the fused FC and after the classifier. Cluster-based heads use ``clusters`` for the
+    video stream and ``audio_clusters`` (default ``clusters // 2``) for the audio stream.
+    """
+
+    def __init__(
+        self,
+        video_dim: int,
+        audio_dim: int,
+        num_classes: int,
+        head: str = "netvlad",
+        clusters: int = 64,
+        audio_clusters: int | None = None,
+        hidden: int = 1024,
+        gating: bool = True,
+        classifier: str = "moe",
+        experts: int = 2,
+        dropout: float = 0.0,
+        relu: bool = False,
+        **head_kwargs,
+    ):
+        super().__init__()
+        audio_clusters = audio_clusters or max(1, clusters // 2)
+        self.video_pool = create_pooling_head(
+            head, video_dim, **_cluster_kwargs(head, clusters), **head_kwargs
+        )
+        self.audio_pool = create_pooling_head(
+            head, audio_dim, **_cluster_kwargs(head, audio_clusters), **head_kwargs
+        )
+        fused = self.video_pool.output_dim + self.audio_pool.output_dim
+        self.head = _Classifier(fused, num_classes, hidden, gating, classifier, experts, dropout, relu)
+
+    def forward(
+        self, video: Tensor, audio: Tensor, video_mask: Tensor | None = None, audio_mask: Tensor | None = None
+    ) -> Tensor:
+        fused = torch.cat([self.video_pool(video, video_mask), self.audio_pool(audio, audio_mask)], dim=1)
+        return self.head(fused)
+
+
+# ----------------------------------------------------------------------------------------------------
+# registry
+
+
+_HEADS: dict[str, Callable[..., nn.Module]] = {}
+_CLUSTERED: set[str] = set()
+
+
+def register_pooling_head(name: str, factory: Callable[..., nn.Module], clustered: bool = False) -> None:
+    """Register ``factory(dim, **kwargs)`` under ``name``; ``clustered`` heads accept ``clusters=K``."""
+    _HEADS[name] = factory
+    if clustered:
+        _CLUSTERED.add(name)
+
+
+for _name, _cls in [("netvlad", NetVLAD), ("netrvlad", NetRVLAD), ("netfv", NetFV), ("netbow", NetBoW)]:
+    register_pooling_head(_name, _cls, clustered=True)
+register_pooling_head("attention_clusters", AttentionClusters, clustered=True)
+register_pooling_head(
+    "attention_clusters_noshift", lambda dim, **kw: AttentionClusters(dim, shift=False, **kw), True
+)
+register_pooling_head("transformer", TransformerPool)
+register_pooling_head("avg", AvgPool)
+register_pooling_head("max", MaxPool)
+register_pooling_head("lstm", LSTMPool)
+register_pooling_head("gru", GRUPool)
+
+
+def list_pooling_heads() -> list[str]:
+    return list(_HEADS)
+
+
+def pooling_head_options(name: str) -> dict:
+    """Facts about a head: ``{"clustered": bool}`` (whether it takes ``clusters``)."""
+    if name not in _HEADS:
+        raise KeyError(name)
+    return {"clustered": name in _CLUSTERED}
+
+
+def _cluster_kwargs(name: str, clusters: int | None) -> dict:
+    return {"clusters": clusters} if clusters is not None and name in _CLUSTERED else {}
+
+
+def create_pooling_head(name: str, dim: int, **kwargs) -> nn.Module:
+    """Build the head ``name`` for ``dim``-dimensional features; ``kwargs`` go to its constructor."""
+    try:
+        factory = _HEADS[name]
+    except KeyError:
+        raise ValueError(f"unknown pooling head {name!r}; known: {', '.join(_HEADS)}") from None
+    return factory(dim, **kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

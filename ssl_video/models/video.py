@@ -1,0 +1,259 @@
+"""Video encoders: R(2+1)D-18/34, R3D-18, MC3-18 and S3D.
+
+Parameter names and shapes follow ``torchvision.models.video`` exactly (its classifier excepted), so a
+state dict moves between these encoders and torchvision's models unchanged; R(2+1)D-34 uses the same
+layout with 3-4-6-3 blocks (torchvision's ``VideoResNet`` builds it, as the TSP code does). ``width``
+scales every channel count for tiny CPU variants; only ``width=1`` matches torchvision.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from ssl_video.models.registry import Encoder, check_width, register_encoder, scaled_channels
+
+__all__ = ["VideoResNet", "S3D", "r2plus1d_18", "r2plus1d_34", "r3d_18", "mc3_18", "s3d"]
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # torchvision's video presets (also used by TSP)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+STICA_MEAN = (0.45, 0.45, 0.45)
+STICA_STD = (0.225, 0.225, 0.225)
+
+# conv kinds: "3d" full 3x3x3, "2+1d" 1x3x3 then 3x1x1, "2d" 1x3x3 only (no temporal extent)
+
+
+def separable_mid_channels(in_channels: int, out_channels: int) -> int:
+    """Hidden channels of a (2+1)D conv so that it has about as many weights as a 3x3x3 conv."""
+    return (in_channels * out_channels * 27) // (in_channels * 9 + 3 * out_channels)
+
+
+def spacetime_conv(kind: str, in_channels: int, out_channels: int, mid_channels: int, stride: int) -> nn.Module:
+    if kind == "3d":
+        return nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    if kind == "2d":
+        return nn.Conv3d(in_channels, out_channels, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1),
+                         bias=False)
+    if kind == "2+1d":
+        return nn.Sequential(
+            nn.Conv3d(in_channels, mid_channels, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1),
+                      bias=False),
+            nn.BatchNorm3d(mid_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid_channels, out_channels, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
+        )
+    raise ValueError(f"unknown conv kind {kind!r}")
+
+
+class VideoBasicBlock(nn.Module):
+    """Residual block of two space-time convs (``conv1``, ``conv2``) with an optional 1x1x1 shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, kind: str, stride: int = 1):
+        super().__init__()
+        # one hidden width for both convs of the block, computed from the block's input and output widths
+        mid = separable_mid_channels(in_channels, out_channels)
+        self.conv1 = nn.Sequential(
+            spacetime_conv(kind, in_channels, out_channels, mid, stride),
+            nn.BatchNorm3d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(
+            spacetime_conv(kind, out_channels, out_channels, mid, 1), nn.BatchNorm3d(out_channels)
+        )
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            shortcut_stride = (1, stride, stride) if kind == "2d" else (stride, stride, stride)
+            self.downsample = nn.Sequential(
+                nn.Conv3d(in_channels, out_channels, 1, stride=shortcut_stride, bias=False),
+                nn.BatchNorm3d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+
+
+def video_stem(kind: str, out_channels: int, width: float) -> nn.Sequential:
+    if kind == "2+1d":
+        mid = scaled_channels(45, width)
+        return nn.Sequential(
+            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, out_channels, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+    return nn.Sequential(
+        nn.Conv3d(3, out_channels, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class VideoResNet(Encoder):
+    """A 3-D ResNet of basic blocks: ``stem``, ``layer1`` .. ``layer4`` (spatial stride 16 after the stem)."""
+
+    def __init__(self, blocks: tuple[int, int, int, int], conv_kinds: tuple[str, str, str, str], stem: str,
+                 width: float = 1.0):
+        super().__init__()
+        width = check_width(width)
+        channels = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
+        self.stem = video_stem(stem, channels[0], width)
+        in_channels = channels[0]
+        for index, (count, kind, out_channels) in enumerate(zip(blocks, conv_kinds, channels, strict=True)):
+            stride = 1 if index == 0 else 2
+            layer = []
+            for block in range(count):
+                layer.append(VideoBasicBlock(in_channels, out_channels, kind, stride if block == 0 else 1))
+                in_channels = out_channels
+            self.add_module(f"layer{index + 1}", nn.Sequential(*layer))
+        init_resnet_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def init_resnet_weights(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+_RESNET_VIDEO_INPUT = dict(fps=15.0, crop_size=112, resize_size=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD)
+
+
+@register_encoder(
+    modality="video", frames=30, fps=30.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
+    source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 30 frames at 30 fps, 112x112",
+)
+def r2plus1d_18(width: float = 1.0) -> VideoResNet:
+    """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder)."""
+    return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width)
+
+
+@register_encoder(
+    modality="video", frames=16, **_RESNET_VIDEO_INPUT,
+    source="TSP (Alwassel et al. 2021), official code HumamAlwassel/TSP: 16 frames at 15 fps, "
+           "resize 128x171, crop 112",
+)
+def r2plus1d_34(width: float = 1.0) -> VideoResNet:
+    """R(2+1)D-34: (2+1)D basic blocks 3-4-6-3, 512-d (the TSP encoder)."""
+    return VideoResNet((3, 4, 6, 3), ("2+1d",) * 4, stem="2+1d", width=width)
+
+
+@register_encoder(
+    modality="video", frames=16, **_RESNET_VIDEO_INPUT,
+    source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112); also a TSP backbone",
+)
+def r3d_18(width: float = 1.0) -> VideoResNet:
+    """R3D-18: 3x3x3 basic blocks 2-2-2-2, 512-d."""
+    return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width)
+
+
+@register_encoder(
+    modality="video", frames=16, **_RESNET_VIDEO_INPUT,
+    source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112)",
+)
+def mc3_18(width: float = 1.0) -> VideoResNet:
+    """MC3-18: 3x3x3 convs in layer1, 1x3x3 (no temporal) in layers 2-4, 512-d."""
+    return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width)
+
+
+# ---------------------------------------------------------------------------------------------- S3D
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel, stride=1, padding=0) -> nn.Sequential:
+    """Conv3d (no bias), BatchNorm (eps 1e-3, momentum 1e-3 as in S3D) and ReLU, indexed 0/1/2."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm3d(out_channels, eps=1e-3, momentum=1e-3),
+        nn.ReLU(inplace=True),
+    )
+
+
+def separable_conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+    """A k x k spatial conv then a k x 1 x 1 temporal conv, each with BatchNorm and ReLU."""
+    return nn.Sequential(
+        conv_bn_relu(in_channels, out_channels, (1, kernel, kernel), (1, stride, stride), (0, padding, padding)),
+        conv_bn_relu(out_channels, out_channels, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0)),
+    )
+
+
+class SeparableInception(nn.Module):
+    """Inception block with separable 3x3x3 convs; output channels are the sum of the four branches."""
+
+    def __init__(self, in_channels: int, b0: int, b1_mid: int, b1: int, b2_mid: int, b2: int, b3: int):
+        super().__init__()
+        self.branch0 = conv_bn_relu(in_channels, b0, 1)
+        self.branch1 = nn.Sequential(conv_bn_relu(in_channels, b1_mid, 1), separable_conv(b1_mid, b1, 3, 1, 1))
+        self.branch2 = nn.Sequential(conv_bn_relu(in_channels, b2_mid, 1), separable_conv(b2_mid, b2, 3, 1, 1))
+        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), conv_bn_relu(in_channels, b3, 1))
+        self.out_channels = b0 + b1 + b2 + b3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], dim=1)
+
+
+# (b0, b1_mid, b1, b2_mid, b2, b3) of the S3D inception blocks; "pool3"/"pool2" are max-pools in between
+_S3D_BLOCKS = (
+    (64, 96, 128, 16, 32, 32),
+    (128, 128, 192, 32, 96, 64),
+    "pool3",
+    (192, 96, 208, 16, 48, 64),
+    (160, 112, 224, 24, 64, 64),
+    (128, 128, 256, 24, 64, 64),
+    (112, 144, 288, 32, 64, 64),
+    (256, 160, 320, 32, 128, 128),
+    "pool2",
+    (256, 160, 320, 32, 128, 128),
+    (384, 192, 384, 48, 128, 128),
+)
+
+
+class S3D(Encoder):
+    """S3D (Xie et al. 2018): separable 3-D inception network; ``features`` is its whole trunk, 1024-d."""
+
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        width = check_width(width)
+        c = partial(scaled_channels, width=width)
+        spatial_pool = partial(nn.MaxPool3d, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        layers: list[nn.Module] = [
+            separable_conv(3, c(64), 7, 2, 3),
+            spatial_pool(),
+            conv_bn_relu(c(64), c(64), 1),
+            separable_conv(c(64), c(192), 3, 1, 1),
+            spatial_pool(),
+        ]
+        in_channels = c(192)
+        for block in _S3D_BLOCKS:
+            if block == "pool3":
+                layers.append(nn.MaxPool3d(3, stride=2, padding=1))
+            elif block == "pool2":
+                layers.append(nn.MaxPool3d(2, stride=2))
+            else:
+                inception = SeparableInception(in_channels, *(c(n) for n in block))
+                layers.append(inception)
+                in_channels = inception.out_channels
+        self.features = nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@register_encoder(
+    modality="video", frames=16, fps=15.0, crop_size=224, resize_size=(256, 256), mean=KINETICS_MEAN,
+    std=KINETICS_STD,
+    source="torchvision.models.video S3D preset (crop 224, resize 256x256, 15 fps); 16 frames chosen here",
+)
+def s3d(width: float = 1.0) -> S3D:
+    """S3D: separable 3-D inception network, 1024-d (needs at least 8 frames and 32x32 input)."""
+    return S3D(width=width)
