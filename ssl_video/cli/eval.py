@@ -13,10 +13,14 @@ from ssl_video.cli import add_command, add_group
 from ssl_video.errors import UserError
 
 EPILOG = """examples:
+  ssl-video eval linear-probe --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
+  ssl-video eval retrieval --encoder r2plus1d_18 --dataset hmdb51 --root /data/hmdb51
   ssl-video eval pooling --features feats.h5 --labels labels.csv --head all --out runs/eval/pooling
 """
 
 POOLING_EPILOG = """examples:
+  ssl-video eval linear-probe --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
+  ssl-video eval retrieval --encoder r2plus1d_18 --dataset hmdb51 --root /data/hmdb51
   ssl-video eval pooling --features feats.h5 --labels labels.csv --head all --out runs/eval/pooling
   ssl-video eval pooling --features feats_dir/ --labels labels.csv --head netvlad --clusters 32 --no-gating
   ssl-video eval pooling --features yt.h5 --labels yt.csv --multilabel --head netvlad,avg --epochs 10
@@ -150,4 +154,112 @@ def run_pooling(args) -> int:
     return 0
 
 
-COMMANDS = [_add_pooling]
+# ----------------------------------------------------------------------------------------------------
+# feature-based protocols on UCF101 / HMDB51 (linear probe, retrieval)
+
+PROBE_EPILOG = """examples:
+  ssl-video eval linear-probe --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
+  ssl-video eval linear-probe --encoder r2plus1d_18 --encoder-args width=0.25 --dataset synthetic --root data/synth
+  ssl-video eval linear-probe --encoder encoders/x --dataset hmdb51 --videos /d/hmdb51_org --split-dir /d/splits
+
+--encoder is an exported encoder directory (config.json + model.safetensors) or a zoo name (random
+initialisation: the baseline every report needs). Features are extracted once per video (--clips uniformly
+spaced clips, centre crop, encoder in eval mode), cached on disk, and reused by every split and later run.
+Writes OUT/report.json, OUT/report.md, OUT/splits.png and OUT/confused_pairs.png."""
+
+RETRIEVAL_EPILOG = """examples:
+  ssl-video eval retrieval --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1
+  ssl-video eval retrieval --encoder r3d_18 --dataset synthetic --root data/synth --ks 1,5,10,20
+
+Test videos are the queries, training videos the gallery; cosine similarity with faiss; a hit at k is a
+same-class video among the k nearest. Uses the same feature cache as the linear probe."""
+
+
+def _add_feature_protocol(group, name: str, help: str, func, epilog: str):
+    cmd = add_command(group, name, help, func, epilog)
+    cmd.add_argument("--encoder", required=True, metavar="E", help="exported encoder directory or zoo name")
+    cmd.add_argument("--encoder-args", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="constructor overrides for a zoo name (e.g. width=0.25)")
+    cmd.add_argument("--dataset", required=True, choices=("ucf101", "hmdb51", "synthetic", "kinetics"))
+    cmd.add_argument("--root", help="directory holding the official layout")
+    cmd.add_argument("--videos", help="videos directory (instead of --root)")
+    cmd.add_argument("--split-dir", help="split-file directory (instead of --root)")
+    cmd.add_argument("--splits", default=None, help="comma-separated split numbers (default: all)")
+    clip = cmd.add_argument_group("clip protocol (defaults: the encoder's input contract)")
+    clip.add_argument("--clips", type=int, default=10, help="uniformly spaced clips per video (default 10)")
+    clip.add_argument("--frames", type=int, help="frames per clip")
+    clip.add_argument("--fps", type=float, help="frame rate of a clip")
+    clip.add_argument("--resize", type=int, help="short side before the centre crop")
+    clip.add_argument("--crop", type=int, help="centre crop size")
+    run = cmd.add_argument_group("running")
+    run.add_argument("--batch-size", type=int, default=8, help="videos per batch (default 8)")
+    run.add_argument("--workers", type=int, default=2, help="data loader workers (default 2)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default ~/.cache/ssl_video)")
+    run.add_argument("--no-cache", action="store_true", help="extract again and do not store features")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default runs/eval/{name})")
+    return cmd
+
+
+def _eval_inputs(args, name: str):
+    from ssl_video.config import parse_overrides
+    from ssl_video.evaluation.runner import EvalInputs
+
+    for flag in ("clips", "frames", "fps", "resize", "crop", "batch_size"):
+        _positive("--" + flag.replace("_", "-"), getattr(args, flag))
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    return EvalInputs(
+        encoder=args.encoder, dataset=args.dataset, root=args.root, videos=args.videos, split_dir=args.split_dir,
+        splits=splits, encoder_args=parse_overrides(args.encoder_args), seed=args.seed, clips=args.clips,
+        frames=args.frames, fps=args.fps, crop=args.crop, resize=args.resize, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, cache_dir=args.cache, use_cache=not args.no_cache,
+        out=args.out or f"runs/eval/{name}",
+    )
+
+
+def _print_summary(report: dict, keys: list[str], out: str) -> None:
+    print(f"{report['protocol']['name']} on {report['protocol']['dataset']}: {report['videos_evaluated']} of "
+          f"{report['videos_listed']} videos evaluated"
+          + (f" ({len(report['skipped'])} skipped: see report.json)" if report["skipped"] else ""))
+    for split, values in report["splits"].items():
+        print(f"  split {split}: " + "  ".join(f"{k} {values[k]:.4f}" for k in keys))
+    print("  mean:    " + "  ".join(f"{k} {report['mean'][k]:.4f} ± {report['std'][k]:.4f}" for k in keys))
+    print(f"wrote {out}/report.json, report.md and plots")
+
+
+def _add_linear_probe(group) -> None:
+    _add_feature_protocol(group, "linear-probe", "Linear probe on frozen features, per split (UCF101/HMDB51).",
+                          run_linear_probe, PROBE_EPILOG)
+
+
+def run_linear_probe(args) -> int:
+    from ssl_video.evaluation.runner import run_linear_probe as run
+
+    inputs = _eval_inputs(args, "linear-probe")
+    report = run(inputs)
+    _print_summary(report, ["top1", "top5"], inputs.out)
+    return 0
+
+
+def _add_retrieval(group) -> None:
+    cmd = _add_feature_protocol(group, "retrieval", "Video retrieval: test queries, train gallery, recall@k.",
+                                run_retrieval, RETRIEVAL_EPILOG)
+    cmd.add_argument("--ks", default="1,5,10,20", help="comma-separated k values (default 1,5,10,20)")
+
+
+def run_retrieval(args) -> int:
+    from ssl_video.evaluation.runner import run_retrieval as run
+
+    inputs = _eval_inputs(args, "retrieval")
+    try:
+        ks = tuple(int(k) for k in args.ks.split(","))
+    except ValueError:
+        raise UserError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
+    _positive("--ks", min(ks))
+    report = run(inputs, ks)
+    _print_summary(report, [f"recall@{k}" for k in ks], inputs.out)
+    return 0
+
+
+COMMANDS = [_add_linear_probe, _add_retrieval, _add_pooling]

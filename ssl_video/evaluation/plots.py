@@ -1,0 +1,63 @@
+"""PNG plots for evaluation reports (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["split_bars", "confused_pairs_chart"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def split_bars(path: Path, per_split: dict[str, dict], keys: list[str], title: str) -> Path:
+    """Grouped bars: one group per metric, one bar per split, plus the mean with a std error bar."""
+    plt = _pyplot()
+    splits = list(per_split)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(keys), 3.6))
+    width = 0.8 / (len(splits) + 1)
+    x = np.arange(len(keys))
+    for i, s in enumerate(splits):
+        ax.bar(x + i * width, [per_split[s][k] for k in keys], width, label=f"split {s}")
+    means = [np.mean([per_split[s][k] for s in splits]) for k in keys]
+    stds = [np.std([per_split[s][k] for s in splits]) for k in keys]
+    ax.bar(x + len(splits) * width, means, width, yerr=stds, capsize=4, color="black", alpha=0.7, label="mean ± std")
+    ax.set_xticks(x + width * len(splits) / 2, keys)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confused_pairs_chart(path: Path, confusion: np.ndarray, classes: list[str], n: int = 10) -> Path | None:
+    """Horizontal bars of the ``n`` most frequent (true -> predicted) mistakes, summed over splits."""
+    off = confusion.astype(float).copy()
+    np.fill_diagonal(off, 0)
+    order = [i for i in np.argsort(-off, axis=None, kind="stable")[:n] if off.flat[i] > 0]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * max(len(order), 1) + 1.2))
+    if order:
+        labels = [f"{classes[t]} → {classes[p]}" for t, p in (np.unravel_index(i, off.shape) for i in order)]
+        ax.barh(range(len(order))[::-1], [off.flat[i] for i in order])
+        ax.set_yticks(range(len(order))[::-1], labels, fontsize=8)
+        ax.set_xlabel("test videos (all splits)")
+    else:
+        ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title("Most confused class pairs (true → predicted)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
