@@ -134,3 +134,36 @@ def test_zoo_name_typo_and_audio_encoder_are_user_errors(synth, tmp_path):
     with pytest.raises(UserError, match="not a video encoder"):
         run_linear_probe(EvalInputs(encoder="audio_resnet9", dataset="synthetic", root=str(synth),
                                     out=str(tmp_path), encoder_args={"width": 0.0625}))
+
+
+def test_suite_runs_every_protocol_and_combines(synth, tmp_path, capsys):
+    from ssl_video.cli import main
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: tiny\nprotocols:\n"
+                     "  - {protocol: linear-probe, dataset: synthetic, clips: 2, frames: 4, fps: 8, crop: 32, resize: 32}\n"
+                     "  - {protocol: retrieval, dataset: synthetic, splits: ['1'], clips: 2, frames: 4, fps: 8,"
+                     " crop: 32, resize: 32, ks: [1, 5]}\n")
+    out = tmp_path / "suite_out"
+    code = main(["eval", "suite", str(suite), "--encoder", "r3d_18", "--encoder-args", "width=0.0625",
+                 "--root", f"synthetic={synth}", "--workers", "0", "--cache", str(tmp_path / "c"), "--out", str(out)])
+    assert code == 0
+    combined = json.loads((out / "report.json").read_text())
+    assert len(combined["results"]) == 2 and len(combined["table"]) == 2
+    assert all((out / name / "report.json").is_file() for name in combined["results"])
+    # the retrieval reused the probe's features
+    assert list(combined["results"].values())[1]["feature_cache_hit"]
+    suite.write_text("name: bad\nprotocols:\n  - {protocol: linear-probe, dataset: synthetic, clip: 2}\n")
+    capsys.readouterr()
+    assert main(["eval", "suite", str(suite), "--encoder", "r3d_18", "--root", f"synthetic={synth}"]) == 2
+    assert "protocols[0].clip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suite", ["eval/linear_probe.yaml", "eval/retrieval.yaml", "eval/smoke_synthetic.yaml"])
+def test_shipped_suites_are_valid(suite):
+    from pathlib import Path
+
+    from ssl_video.evaluation.suite import load_suite
+
+    loaded = load_suite(Path(__file__).resolve().parents[1] / suite)
+    assert loaded.protocols

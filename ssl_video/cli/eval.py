@@ -262,4 +262,55 @@ def run_retrieval(args) -> int:
     return 0
 
 
-COMMANDS = [_add_linear_probe, _add_retrieval, _add_pooling]
+SUITE_EPILOG = """examples:
+  ssl-video eval suite eval/linear_probe.yaml --encoder encoders/x --root ucf101=/data/ucf101 --root hmdb51=/data/hmdb51
+  ssl-video eval suite eval/smoke_synthetic.yaml --encoder encoders/x --root synthetic=demo_out/data
+  ssl-video eval suite eval/retrieval.yaml --encoder r2plus1d_18 --data-root /data   (/data/ucf101, /data/hmdb51)
+
+Runs every protocol of the suite on one encoder; each writes its own report under OUT/<protocol>/, and
+OUT/report.json + OUT/report.md combine them. Suites shipped in eval/: linear_probe.yaml, retrieval.yaml,
+smoke_synthetic.yaml."""
+
+
+def _add_suite(group) -> None:
+    cmd = add_command(group, "suite", "Run a suite of protocols (eval/<suite>.yaml) on one encoder.", run_suite,
+                      SUITE_EPILOG)
+    cmd.add_argument("suite", help="suite YAML file")
+    cmd.add_argument("--encoder", required=True, metavar="E", help="exported encoder directory or zoo name")
+    cmd.add_argument("--encoder-args", nargs="*", default=[], metavar="KEY=VALUE")
+    cmd.add_argument("--root", action="append", default=[], metavar="DATASET=DIR",
+                     help="where a dataset lives (repeatable)")
+    cmd.add_argument("--data-root", metavar="DIR", help="a folder holding one folder per dataset name")
+    cmd.add_argument("--batch-size", type=int, default=8)
+    cmd.add_argument("--workers", type=int, default=2)
+    cmd.add_argument("--device", default="auto")
+    cmd.add_argument("--cache", default=None, metavar="DIR")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--out", default=None, metavar="DIR", help="report directory (default runs/eval/<suite>)")
+
+
+def run_suite(args) -> int:
+    from ssl_video.config import parse_overrides
+    from ssl_video.evaluation.report import markdown_table
+    from ssl_video.evaluation.runner import EvalInputs
+    from ssl_video.evaluation.suite import load_suite
+    from ssl_video.evaluation.suite import run_suite as run
+
+    suite = load_suite(args.suite)
+    roots = {}
+    for item in args.root:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--root expects DATASET=DIR, got {item!r}")
+        roots[name] = path
+    base = EvalInputs(encoder=args.encoder, dataset="", encoder_args=parse_overrides(args.encoder_args),
+                      seed=args.seed, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                      cache_dir=args.cache, out=args.out or f"runs/eval/{suite.name}")
+    result = run(suite, base, roots, args.data_root)
+    rows = [{"protocol": name, **{k: v for k, v in r["mean"].items()}} for name, r in result["results"].items()]
+    print(markdown_table(rows))
+    print(f"wrote {base.out}/report.json and report.md")
+    return 0
+
+
+COMMANDS = [_add_linear_probe, _add_retrieval, _add_pooling, _add_suite]
