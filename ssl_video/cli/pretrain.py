@@ -1,0 +1,93 @@
+"""``ssl-video pretrain``: train a recipe's method with the shared training loop."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ssl_video.cli import add_command
+
+EXAMPLE = """examples:
+  ssl-video pretrain recipes/stica_tiny_synthetic.yaml data.root=data/synth
+  ssl-video pretrain recipes/stica_r2p1d18_k400.yaml optim.lr=0.32 --run-dir runs/stica_k400
+  ssl-video pretrain recipes/stica_tiny_synthetic.yaml --nproc 2      (2 local processes: gloo on CPU, NCCL on GPUs)
+  ssl-video pretrain runs/stica_k400/config.yaml --run-dir runs/stica_k400   (resume with the saved recipe)
+
+The run directory (default runs/<recipe name>-<date>-<time>) receives config.yaml, env.json, metrics.jsonl,
+tb/ (TensorBoard) and checkpoints/last.pt. Rerunning with the same --run-dir resumes from its last checkpoint;
+a recipe that changes what is trained (anything but data paths, num_workers, device, logging and
+checkpoint intervals, trainer.stop_at_step) is refused.
+exit codes: 0 done (or trainer.stop_at_step reached); 2 bad recipe, arguments or an incompatible resume;
+  3 stopped by SIGTERM/SIGUSR2 after writing a checkpoint (rerun to resume); 4 the loss became NaN/inf
+  (nothing written; checkpoints/last.pt is the last good one); 1 an unexpected error."""
+
+
+def register(subparsers) -> None:
+    cmd = add_command(subparsers, "pretrain", "train a recipe (STiCA, TSP, finetune, ...) in a run directory",
+                      run_pretrain, EXAMPLE)
+    cmd.add_argument("recipe", help="recipe YAML file (or a run's config.yaml)")
+    cmd.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=0.1")
+    cmd.add_argument("--run-dir", default=None,
+                     help="run directory; resumes when it holds checkpoints/last.pt (default: runs/<name>-<time>)")
+    cmd.add_argument("--nproc", type=int, default=1,
+                     help="processes on this machine (one per GPU on CUDA; default 1)")
+
+
+def run_pretrain(args) -> int:
+    from ssl_video.config import load_config
+    from ssl_video.errors import UserError
+    from ssl_video.recipe import Recipe
+
+    recipe = load_config(Recipe, args.recipe, args.overrides)
+    if args.nproc < 1:
+        raise UserError("--nproc must be at least 1")
+    distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.run_dir is None and distributed_child:
+        raise UserError("give --run-dir when starting several processes yourself (torchrun, srun), so that "
+                        "every process writes to the same run directory")
+    if args.nproc > 1 and distributed_child:
+        raise UserError("--nproc starts the processes itself: do not combine it with torchrun/srun")
+    from ssl_video.engine.run_dir import default_run_dir
+
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe.name)
+    if args.nproc > 1:
+        return _launch_local(args, recipe, run_dir)
+    return _train_here(recipe, run_dir, args.recipe)
+
+
+def _train_here(recipe, run_dir: Path, recipe_path: str) -> int:
+    from ssl_video.engine.trainer import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, train
+
+    try:
+        summary = train(recipe, run_dir, recipe_path=recipe_path)
+    except NonFiniteLoss as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"ssl-video: error: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
+    return EXIT_STOPPED if summary["status"] == "stopped" else 0
+
+
+def _entry_point() -> list[str]:
+    """How this process was started, to start the others the same way (a script may register methods)."""
+    script = sys.argv[0] if sys.argv else ""
+    if script and os.path.isfile(script) and os.path.basename(script) != "__main__.py":
+        return [script]
+    return ["-m", "ssl_video"]
+
+
+def _launch_local(args, recipe, run_dir: Path) -> int:
+    from ssl_video.engine.launch import launch_local
+    from ssl_video.errors import UserError
+
+    if recipe.trainer.device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if recipe.trainer.device == "cuda" or gpus:
+            if args.nproc > gpus:
+                raise UserError(f"--nproc {args.nproc} but this machine has {gpus} GPU(s): one process per GPU "
+                                "(or trainer.device=cpu)")
+    command = [sys.executable, *_entry_point(), "pretrain", args.recipe, *args.overrides, "--run-dir", str(run_dir)]
+    print(f"[ssl-video] starting {args.nproc} processes; run directory {run_dir}", flush=True)
+    return launch_local(command, args.nproc)

@@ -1,0 +1,183 @@
+"""Training checkpoints: atomic writes, safe reads, and the rule for what a resume may change.
+
+A checkpoint is a ``torch.save``d dict that ``torch.load(..., weights_only=True)`` reads (tensors, dicts,
+lists, strings, numbers, None only)::
+
+    model           state dict of the whole method (no DDP/compile prefixes)
+    encoders        method.encoders(): role -> {"name", "args", "prefix"} (what ``ssl-video export`` reads)
+    step            optimizer steps done; epoch and position in the epoch follow from it
+    epoch, step_in_epoch, steps_per_epoch, total_steps
+    optimizer       optimizer state dict (parameter groups carry "name" and "lr_scale")
+    scaler          fp16 gradient-scaler state, or None
+    world_size      processes the run was trained with (the global batch depends on it)
+    config          the resolved recipe (dict); ``recipe``: the recipe file it came from, or None
+    git_revision, version, format_version
+    train_seconds   training wall time summed over every start
+    metrics         the last logged metrics
+
+Randomness needs no saved state: data randomness derives from (data seed, epoch, index) and the training
+loop reseeds torch/numpy/python from (seed, rank, step) before every step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_video.errors import UserError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RUNTIME_KEYS",
+    "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
+    "remove_stale_tmp",
+    "flatten",
+    "config_differences",
+    "check_resume",
+]
+
+FORMAT_VERSION = 1
+
+# Recipe keys a resumed run may change: they decide where data lives and how the run is watched, never what
+# is learned. Every other key (method, model, data pipeline, batch, optimizer, schedule, training length,
+# precision, seed) must match the checkpoint.
+RUNTIME_KEYS = (
+    "name",
+    "data.root",
+    "data.videos",
+    "data.splits",
+    "data.num_workers",
+    "trainer.device",
+    "trainer.compile",
+    "trainer.find_unused_parameters",
+    "trainer.deterministic",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.keep_every",
+    "trainer.stop_at_step",
+    "trainer.progress",
+    "trainer.tensorboard",
+)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``: readers see the old file or
+    the new one, never a partial one, whatever happens during the write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Atomically give ``target`` the content of ``source`` (a hard link where possible, else a copy)."""
+    tmp = _tmp_name(target)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(state: dict, last: Path, keep: Path | None = None) -> None:
+    """Write ``state`` to ``last`` atomically; also as ``keep`` (e.g. ``step_<N>.pt``) when given."""
+    atomic_save(state, last)
+    if keep is not None:
+        _place(last, keep)
+        _fsync_dir(keep.parent)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise UserError(f"{path} is not a training checkpoint of ssl_video (no 'model'/'step')")
+    return state
+
+
+def remove_stale_tmp(directory: Path) -> None:
+    """Remove temporary files left by a process killed while writing a checkpoint."""
+    if directory.is_dir():
+        for tmp in directory.glob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": {}}`` -> ``{"a.b": 1}`` (lists and tuples stay values, empty mappings vanish)."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _is_runtime(key: str, runtime: tuple[str, ...]) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in runtime)
+
+
+def config_differences(saved: dict, current: dict, runtime: tuple[str, ...] = RUNTIME_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two resolved recipes, ignoring run-time-only keys."""
+    a, b = flatten(saved), flatten(current)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if not _is_runtime(k, runtime) and a.get(k, "<unset>") != b.get(k, "<unset>")]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_resume(saved: dict, current: dict, where: Path, what: str = "checkpoint") -> None:
+    """Refuse (one-line :class:`UserError`) to resume with a recipe that changes what is learned."""
+    diff = config_differences(saved, current)
+    if not diff:
+        return
+    a, b = flatten(saved), flatten(current)
+    shown = "; ".join(f"{k}: {_show(a.get(k, '<unset>'))} -> {_show(b.get(k, '<unset>'))}" for k in diff[:4])
+    more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+    raise UserError(f"cannot resume {where}: the recipe differs from its {what} in {len(diff)} key(s) that change "
+                    f"training: {shown}{more}; use the same values or another --run-dir")
