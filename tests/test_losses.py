@@ -199,7 +199,7 @@ def _worker(rank: int, init_file: str, out_file: str) -> None:
 def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
     out_file = tmp_path / "results.pt"
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(out_file)), nprocs=WORLD, join=True)
-    distributed = torch.load(out_file)
+    distributed = torch.load(out_file, weights_only=True)
     single = _run_cases(slice(0, WORLD * B), 1)
     assert set(distributed) == set(single)
     for name, (loss, grads) in single.items():

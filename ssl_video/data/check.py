@@ -31,8 +31,9 @@ def check_dataset(name: str, root: str | None = None, videos: str | None = None,
     """Parse the dataset, probe every listed file that exists, and summarise (see the CLI help)."""
     layout = load_layout(name, root=root, videos=videos, splits=splits)
     listed = layout.listed()
-    missing = sorted(set(layout.missing))
-    present = [r.path for r in listed if r.path not in set(missing)]
+    missing_set = set(layout.missing)
+    missing = sorted(missing_set)
+    present = [r.path for r in listed if r.path not in missing_set]
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:

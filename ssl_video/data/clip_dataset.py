@@ -56,7 +56,6 @@ class ClipDataset(Dataset):
         self.on_error = on_error or ("resample" if train else "skip")
         self.max_retries = max_retries
         self._logmel = LogMel(cfg.audio) if cfg.audio is not None else None
-        self._calls = 0
 
     def __len__(self) -> int:
         return len(self.records)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssl_video.data.transforms import VideoAugment
 from ssl_video.errors import UserError
 
 __all__ = ["ClipProtocol", "EncoderRef", "resolve_encoder", "weights_hash", "extract_features", "FeatureTable",
@@ -35,8 +36,8 @@ class ClipProtocol:
     fps: float = 15.0
     resize: int = 128
     crop: int = 112
-    mean: tuple[float, ...] = (0.45, 0.45, 0.45)
-    std: tuple[float, ...] = (0.225, 0.225, 0.225)
+    mean: tuple[float, ...] = VideoAugment.mean
+    std: tuple[float, ...] = VideoAugment.std
 
     @classmethod
     def for_encoder(cls, spec, **overrides) -> ClipProtocol:
@@ -121,9 +122,12 @@ class FeatureTable:
     seconds: float = 0.0
     clips_decoded: int = 0
 
+    def __post_init__(self):
+        self._index = {p: i for i, p in enumerate(self.paths)}
+
     def rows(self, paths: list[str]) -> np.ndarray:
-        index = {p: i for i, p in enumerate(self.paths)}
-        return np.array([index[p] for p in paths], dtype=np.int64)
+        """Row numbers of ``paths``."""
+        return np.array([self._index[p] for p in paths], dtype=np.int64)
 
 
 def _save(path: Path, table: FeatureTable, meta: dict) -> None:
@@ -181,7 +185,6 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
     from ssl_video.data.clip_dataset import ClipConfig, ClipDataset, collate_clips
     from ssl_video.data.datasets.base import VideoRecord
     from ssl_video.data.sampling import ClipSampling
-    from ssl_video.data.transforms import VideoAugment
 
     dev = _device(device)
     model = model.to(dev).eval()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssl_video.evaluation.metrics import confusion_matrix, topk_accuracy
+from ssl_video.evaluation.metrics import confusion_matrix, l2_normalize, topk_accuracy
 
 __all__ = ["ProbeSettings", "fit_logistic_regression", "predict_scores", "holdout_split", "select_l2",
-           "probe_split", "l2_normalize"]
+           "probe_split"]
 
 _GROUP = re.compile(r"_g(\d+)_c\d+")
 
@@ -29,11 +29,6 @@ class ProbeSettings:
     holdout_fraction: float = 0.25
     max_iter: int = 300
     seed: int = 0
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def fit_logistic_regression(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float,
@@ -99,7 +94,7 @@ def select_l2(x: np.ndarray, y: np.ndarray, video_ids: Sequence[str], num_classe
 def probe_split(train_x: np.ndarray, train_y: np.ndarray, train_ids: Sequence[str], test_x: np.ndarray,
                 test_y: np.ndarray, num_classes: int, settings: ProbeSettings) -> dict:
     """Fit on one split's training set (penalty chosen on its held-out part) and score its test set."""
-    train_x, test_x = l2_normalize(train_x), l2_normalize(test_x)
+    train_x, test_x = l2_normalize(train_x, np.float32), l2_normalize(test_x, np.float32)
     l2, grid = select_l2(train_x, train_y, train_ids, num_classes, settings)
     w, b = fit_logistic_regression(train_x, train_y, num_classes, l2, settings.max_iter)
     scores = predict_scores(test_x, w, b)

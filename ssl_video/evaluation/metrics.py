@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "l2_normalize",
     "average_precision",
     "global_average_precision",
     "mean_average_precision",
@@ -136,8 +137,9 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     return float(np.take_along_axis(positives, order, axis=1).any(axis=1).mean())
 
 
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+def l2_normalize(x: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=dtype)
     if x.ndim != 2:
         raise ValueError(f"features must be (items, dim), got shape {x.shape}")
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -157,8 +159,8 @@ def recall_at_k(
     similarity are broken by gallery order (lower index first). ``k`` larger than the gallery means
     the whole gallery. Returns ``{k: fraction of queries that hit}``.
     """
-    q = _l2_normalize(query_feats)
-    g = _l2_normalize(gallery_feats)
+    q = l2_normalize(query_feats)
+    g = l2_normalize(gallery_feats)
     if q.shape[1] != g.shape[1]:
         raise ValueError("query and gallery features have different dimensions")
     ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)

@@ -28,6 +28,7 @@ import numpy as np
 from ssl_video.errors import UserError
 from ssl_video.evaluation import metrics
 from ssl_video.evaluation.features_io import FeatureSet, LabelTable
+from ssl_video.models.pooling import list_pooling_heads
 
 __all__ = [
     "PoolingData",
@@ -46,19 +47,7 @@ __all__ = [
     "write_pooling_report",
 ]
 
-ALL_HEADS = (
-    "netvlad",
-    "netrvlad",
-    "netfv",
-    "netbow",
-    "attention_clusters",
-    "attention_clusters_noshift",
-    "transformer",
-    "avg",
-    "max",
-    "lstm",
-    "gru",
-)
+ALL_HEADS = tuple(list_pooling_heads())
 
 
 @dataclass

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ssl_video.evaluation.metrics import l2_normalize
+
 __all__ = ["nearest_neighbours", "retrieval_recall"]
 
 
@@ -18,8 +20,8 @@ def nearest_neighbours(queries: np.ndarray, gallery: np.ndarray, k: int, use_gpu
     """Indices (Q x k) of the ``k`` most cosine-similar gallery rows for each query, best first."""
     import faiss
 
-    q = np.ascontiguousarray(_normalise(queries))
-    g = np.ascontiguousarray(_normalise(gallery))
+    q = np.ascontiguousarray(l2_normalize(queries, np.float32))
+    g = np.ascontiguousarray(l2_normalize(gallery, np.float32))
     index = faiss.IndexFlatIP(g.shape[1])
     if use_gpu is None:
         use_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -36,8 +38,3 @@ def retrieval_recall(queries: np.ndarray, query_labels: Sequence[int], gallery: 
     neighbours = nearest_neighbours(queries, gallery, max(ks))
     same = np.asarray(gallery_labels)[neighbours] == np.asarray(query_labels)[:, None]
     return {f"recall@{k}": float(same[:, :k].any(axis=1).mean()) for k in ks}
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

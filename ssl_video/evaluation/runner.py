@@ -72,7 +72,9 @@ def _prepare(inputs: EvalInputs):
 
 
 def _subset(layout, table, split: str, subset: str, features: np.ndarray):
-    records = [r for r in layout.splits[split][subset] if table.ok[table.rows([r.path])[0]]]
+    all_records = layout.splits[split][subset]
+    keep = table.ok[table.rows([r.path for r in all_records])]
+    records = [r for r, ok in zip(all_records, keep) if ok]
     rows = table.rows([r.path for r in records])
     labels = np.array([r.label for r in records], dtype=np.int64)
     return features[rows], labels, [r.video_id for r in records]

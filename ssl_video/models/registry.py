@@ -110,7 +110,7 @@ class Encoder(nn.Module):
     encoder_args: dict[str, Any] | None = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward_features (the base class is abstract)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pool_features(self.forward_features(x))
