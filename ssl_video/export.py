@@ -275,6 +275,8 @@ def save_torchvision(model, out: str | Path, provenance: dict[str, Any] | None =
     width = (model.encoder_args or {}).get("width", 1.0)
     if width != 1:
         raise UserError(f"torchvision format needs width=1 (torchvision's models have fixed widths), got {width}")
+    if (model.encoder_args or {}).get("frame_diff"):
+        raise UserError("torchvision format cannot hold frame_diff=True (torchvision's stems take RGB only)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     builder, classifier = TORCHVISION_ARCHS[name]

@@ -11,13 +11,14 @@ from typing import Any, Literal
 
 from ssl_video.data.clip_dataset import ClipConfig
 from ssl_video.methods.stica import StiCAConfig
+from ssl_video.methods.tsp import TSPConfig
 
-__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "FinetuneConfig", "StiCAConfig", "Recipe"]
+__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "FinetuneConfig", "StiCAConfig", "TSPConfig", "Recipe"]
 
 
 @dataclass
 class DataConfig:
-    dataset: Literal["ucf101", "hmdb51", "kinetics", "folder", "synthetic"] = "synthetic"
+    dataset: Literal["ucf101", "hmdb51", "kinetics", "folder", "synthetic", "tsp"] = "synthetic"
     root: str | None = field(default=None, metadata={"path": "dir"})
     videos: str | None = field(default=None, metadata={"path": "dir"})  # instead of root
     splits: str | None = field(default=None, metadata={"path": "dir"})  # instead of root
@@ -101,3 +102,4 @@ class Recipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     stica: StiCAConfig = field(default_factory=StiCAConfig)
+    tsp: TSPConfig = field(default_factory=TSPConfig)

@@ -56,3 +56,29 @@ def index_video(tmp_path):
     t = np.arange(int(3.0 * sr)) / sr
     audio = np.where(t >= 1.3, 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
     return write_index_video(tmp_path / "index.mp4", 75, 25, audio=audio, sample_rate=sr)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A single-node Slurm with accounting (tests/slurm/cluster.py) for this test session; SLURM_CONF points
+    at it while it runs. Skips where the machine cannot run one (not root, packages not installed)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("slurm_test_cluster", Path(__file__).parent / "slurm" / "cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reason = module.unavailable_reason()
+    if reason:
+        pytest.skip(f"no test Slurm cluster: {reason}")
+    cluster = module.Cluster(tmp_path_factory.mktemp("slurm")).start()
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous

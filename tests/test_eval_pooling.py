@@ -253,6 +253,8 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
         ("--features", features, "--labels", multi),  # two labels without --multilabel
         ("--features", features),
         ("--encoder", "r2plus1d_18", "--labels", good),
+        ("--encoder", "r2plus1d_18"),  # no --dataset
+        ("--encoder", "r2plus1d_18", "--dataset", "synthetic", "--multilabel"),
         ("--features", features, "--labels", good, "--epochs", 0),
         ("--features", features, "--labels", good, "--device", "nonsense"),
     ]
@@ -261,3 +263,90 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("ssl-video: error:") and err.count("\n") == 1, err
     assert main(["eval"]) == 2
+
+
+def test_two_streams_use_the_audio_stream(tmp_path):
+    """Classes live only in the audio features: the two-stream model finds them, video alone cannot."""
+    rng = np.random.default_rng(0)
+    video, audio, rows = {}, {}, []
+    for i in range(36):
+        c = i % 3
+        video[f"v{i:02d}"] = rng.normal(size=(int(rng.integers(2, 7)), DIM)).astype(np.float32)
+        a = rng.normal(size=(int(rng.integers(2, 5)), 4)).astype(np.float32)
+        a[:, c] += 3.0
+        audio[f"v{i:02d}"] = a
+        rows.append([f"v{i:02d}", f"class_{c}"])
+    audio.pop("v35")  # a video without audio features is skipped and counted
+    csv = write_csv(tmp_path / "labels.csv", rows)
+    common = ["--labels", csv, "--head", "avg,netvlad", "--clusters", 2, "--hidden", 8, "--epochs", 20,
+              "--lr", 0.01, "--batch-size", 8, "--device", "cpu"]
+    assert run_cli("--features", write_h5(tmp_path / "v.h5", video), *common, "--out", tmp_path / "one") == 0
+    assert run_cli("--features", tmp_path / "v.h5", "--audio-features", write_h5(tmp_path / "a.h5", audio),
+                   "--audio-clusters", 3, *common, "--out", tmp_path / "two") == 0
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert one["streams"] == "video" and two["streams"].startswith("video + audio")
+    assert two["audio_feature_dim"] == 4 and two["audio_features"].endswith("a.h5") and two["audio_clusters"] == 3
+    assert two["skipped_videos_without_features"] == 1 and two["train_videos"] + two["test_videos"] == 35
+    for head_one, head_two in zip(one["table"], two["table"]):
+        assert head_two["top1"] >= 0.8 and head_one["top1"] <= 0.5, (head_one, head_two)
+        assert head_two["parameters"] > head_one["parameters"]
+
+
+def test_two_stream_classifier_built_per_head():
+    import torch
+
+    from ssl_video.evaluation.pooling import PoolingSettings, build_classifier
+    from ssl_video.models.pooling import TwoStreamClassifier
+
+    settings = PoolingSettings(clusters=4, hidden=8)
+    for head in ("netvlad", "transformer", "attention_clusters", "gru"):
+        model = build_classifier(head, 12, 3, settings, multilabel=False, audio_dim=6)
+        assert isinstance(model, TwoStreamClassifier)
+        x, a = torch.randn(2, 5, 12), torch.randn(2, 3, 6)
+        assert model.eval()(x, a).shape == (2, 3)
+    model = build_classifier("netvlad", 12, 3, settings, multilabel=False, audio_dim=6)
+    assert model.video_pool.clusters == 4 and model.audio_pool.clusters == 2  # the paper's K and K/2
+
+
+@pytest.mark.slow
+def test_encoder_path_trains_heads_per_split_on_cached_clip_features(tmp_path, monkeypatch):
+    from ssl_video.data.synth import generate_synthetic_dataset
+
+    root = tmp_path / "synth"
+    generate_synthetic_dataset(root, classes=3, videos_per_class=6, seconds=1.0, size=(32, 32), progress=False)
+    clip_args = ["--clips", 3, "--frames", 4, "--fps", 8, "--crop", 32, "--resize", 32, "--workers", 0,
+                 "--cache", tmp_path / "cache"]
+    out = tmp_path / "out"
+    code = run_cli("--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic", "--root", root,
+                   *clip_args, "--head", "avg,netvlad", "--clusters", 2, "--hidden", 8, "--epochs", 2,
+                   "--batch-size", 4, "--out", out)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"]["name"] == "pooling" and report["protocol"]["clip"]["clips"] == 3
+    assert report["videos_listed"] == report["videos_evaluated"] == 18 and report["skipped"] == []
+    assert sorted(report["splits"]) == ["1", "2", "3"] and set(report["mean"]) == {"avg", "netvlad"}
+    for split in report["splits"].values():
+        for values in split.values():
+            assert 0.0 <= values["top1"] <= values["top5"] <= 1.0
+            assert values["train_videos"] + values["test_videos"] == 18
+    for row in report["table"]:
+        per_split = [row[f"top1_split{s}"] for s in "123"]
+        assert row["top1"] == pytest.approx(np.mean(per_split)) == pytest.approx(report["mean"][row["head"]]["top1"])
+    assert (out / "report.md").is_file() and (out / "report_top1.png").is_file()
+    assert not report["feature_cache_hit"]
+
+    # the linear probe with the same clips reuses the extraction: nothing is decoded again
+    import ssl_video.data.clip_dataset as clip_dataset
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a video was decoded despite the cache")
+
+    monkeypatch.setattr(clip_dataset, "read_clips", no_decoding)
+    assert main(["eval", "linear-probe", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset",
+                 "synthetic", "--root", str(root), *map(str, clip_args), "--out", str(tmp_path / "probe")]) == 0
+    assert json.loads((tmp_path / "probe" / "report.json").read_text())["feature_cache_hit"]
+    assert run_cli("--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic", "--root", root,
+                   *clip_args, "--head", "avg", "--epochs", 1, "--splits", "2", "--out", tmp_path / "again") == 0
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again["feature_cache_hit"] and list(again["splits"]) == ["2"]

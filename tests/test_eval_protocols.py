@@ -111,6 +111,40 @@ def test_linear_probe_end_to_end_and_cache_hit(synth, tmp_path, monkeypatch):
     assert set(retrieval["splits"]) == {"2"} and "recall@1" in retrieval["mean"]
 
 
+def test_cache_keeps_every_clip_feature_in_time_order(synth, tmp_path):
+    from ssl_video.data.clip_dataset import ClipConfig, ClipDataset
+    from ssl_video.data.datasets.base import VideoRecord
+    from ssl_video.data.sampling import ClipSampling
+    from ssl_video.data.transforms import VideoAugment
+    from ssl_video.evaluation.features import ClipProtocol, extract_features, resolve_encoder
+
+    encoder = resolve_encoder("r3d_18", {"width": 0.0625})
+    paths = sorted(str(p) for p in (synth / "UCF-101").rglob("*.mp4"))[:5]
+    protocol = ClipProtocol(clips=3, frames=4, fps=8.0, resize=32, crop=32)
+    table = extract_features(encoder, paths, protocol, batch_size=2, num_workers=0, cache_dir=tmp_path,
+                             progress=False)
+    assert table.clips.shape == (5, 3, table.mean.shape[1]) and table.clips.dtype == np.float16
+    clips = table.clips.astype(np.float32)
+    np.testing.assert_allclose(clips.mean(1), table.mean, rtol=2e-3, atol=2e-3)
+    normalised = clips / np.linalg.norm(clips, axis=-1, keepdims=True)
+    np.testing.assert_allclose(normalised.mean(1), table.mean_l2, rtol=2e-3, atol=2e-3)
+    # a slow reference: the encoder on the three uniformly spaced clips of one video, one clip at a time
+    cfg = ClipConfig(frames=4, fps=8.0, decode_size=32, sampling=ClipSampling(mode="uniform", num_clips=3),
+                     video=VideoAugment(crop_size=32), audio=None)
+    video = ClipDataset([VideoRecord(paths[3], -1, "v")], cfg, train=False)[0]["video"]
+    with torch.no_grad():
+        reference = torch.cat([encoder.model(clip[None]) for clip in video]).numpy()
+    np.testing.assert_allclose(clips[3], reference, rtol=1e-2, atol=1e-3)
+    # a cache hit memory-maps the same clip features; an entry whose clip file is gone is extracted again
+    again = extract_features(encoder, paths, protocol, cache_dir=tmp_path, num_workers=0, progress=False)
+    assert again.cache_hit and isinstance(again.clips, np.memmap)
+    np.testing.assert_array_equal(np.asarray(again.clips), table.clips)
+    for clip_file in tmp_path.glob("*.clips.npy"):
+        clip_file.unlink()
+    rebuilt = extract_features(encoder, paths, protocol, cache_dir=tmp_path, num_workers=0, progress=False)
+    assert not rebuilt.cache_hit and rebuilt.clips.shape == table.clips.shape
+
+
 def test_corrupt_video_is_skipped_counted_and_named(synth, tmp_path):
     import shutil
 
@@ -143,13 +177,18 @@ def test_suite_runs_every_protocol_and_combines(synth, tmp_path, capsys):
     suite.write_text("name: tiny\nprotocols:\n"
                      "  - {protocol: linear-probe, dataset: synthetic, clips: 2, frames: 4, fps: 8, crop: 32, resize: 32}\n"
                      "  - {protocol: retrieval, dataset: synthetic, splits: ['1'], clips: 2, frames: 4, fps: 8,"
-                     " crop: 32, resize: 32, ks: [1, 5]}\n")
+                     " crop: 32, resize: 32, ks: [1, 5]}\n"
+                     "  - {protocol: finetune, dataset: synthetic, splits: ['3'], clips: 2, frames: 4, fps: 8,"
+                     " crop: 32, resize: 32, finetune: {epochs: 1, train_clips: 1, batch_size: 4, warmup: 0,"
+                     " milestones: [], crops: 1, mixed_precision: 'no', overrides: [trainer.tensorboard=false]}}\n")
     out = tmp_path / "suite_out"
     code = main(["eval", "suite", str(suite), "--encoder", "r3d_18", "--encoder-args", "width=0.0625",
                  "--root", f"synthetic={synth}", "--workers", "0", "--cache", str(tmp_path / "c"), "--out", str(out)])
     assert code == 0
     combined = json.loads((out / "report.json").read_text())
-    assert len(combined["results"]) == 2 and len(combined["table"]) == 2
+    assert len(combined["results"]) == 3 and len(combined["table"]) == 3 and combined["status"] == "completed"
+    finetune = combined["table"][2]
+    assert finetune["protocol"] == "finetune" and finetune["splits"] == "3" and 0 <= finetune["top1"] <= 1
     assert all((out / name / "report.json").is_file() for name in combined["results"])
     # the retrieval reused the probe's features
     assert list(combined["results"].values())[1]["feature_cache_hit"]
@@ -159,7 +198,8 @@ def test_suite_runs_every_protocol_and_combines(synth, tmp_path, capsys):
     assert "protocols[0].clip" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("suite", ["eval/linear_probe.yaml", "eval/retrieval.yaml", "eval/smoke_synthetic.yaml"])
+@pytest.mark.parametrize("suite", ["eval/linear_probe.yaml", "eval/retrieval.yaml", "eval/finetune.yaml",
+                                   "eval/smoke_synthetic.yaml"])
 def test_shipped_suites_are_valid(suite):
     from pathlib import Path
 

@@ -162,6 +162,10 @@ def test_torchvision_format_refuses_what_torchvision_cannot_hold(tmp_path):
     with pytest.raises(UserError, match="width=1"):
         export_encoder(write_checkpoint(tmp_path / "a.pt", {"video": tiny_r3d}), tmp_path / "a",
                        format="torchvision")
+    diff_r3d = ssl_video.create_encoder("r3d_18", frame_diff=True, frames=8, crop_size=32)
+    with pytest.raises(UserError, match="frame_diff"):
+        export_encoder(write_checkpoint(tmp_path / "c.pt", {"video": diff_r3d}), tmp_path / "c",
+                       format="torchvision")
     cost = ssl_video.create_encoder("cost_r18", **tiny("cost_r18"))
     with pytest.raises(UserError, match="no torchvision counterpart"):
         export_encoder(write_checkpoint(tmp_path / "b.pt", {"video": cost}), tmp_path / "b", format="torchvision")

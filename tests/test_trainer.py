@@ -330,6 +330,20 @@ def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_3(tmp_path):
     assert seen <= weights(run)["step"] < 24
 
 
+def test_sigterm_to_every_process_of_the_job_still_saves(tmp_path):
+    # a scheduler signals the whole job, data-loader workers included: they must not die before the trainer saves
+    path, run = recipe_file(tmp_path, trainer={"checkpoint_every": 2}, data={"num_workers": 1}), tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(THIS), "pretrain", str(path), "--run-dir", str(run)],
+                            env=script_env(sleep=0.15), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    seen = wait_for_checkpoint(proc, run, min_step=2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_STOPPED, err
+    assert "stopped by SIGTERM" in out
+    assert seen <= weights(run)["step"] < 24
+
+
 def test_nan_loss_stops_keeps_last_good_checkpoint_exportable(tmp_path, monkeypatch, capsys):
     from ssl_video.export import export_encoder, load_encoder
 

@@ -176,3 +176,30 @@ def test_zoo_list_text_and_show(capsys):
     assert main(["zoo", "show", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ssl-video: error: unknown encoder 'nope'") and err.count("\n") == 1
+
+
+def test_frame_differences_are_forward_differences_with_a_zero_last_step():
+    from ssl_video.models.video import frame_differences
+
+    x = torch.randn(2, 3, 5, 4, 4)
+    out = frame_differences(x)
+    assert out.shape == (2, 6, 5, 4, 4)
+    assert torch.equal(out[:, :3], x)
+    for t in range(4):
+        assert torch.allclose(out[:, 3:, t], x[:, :, t + 1] - x[:, :, t])
+    assert torch.count_nonzero(out[:, 3:, 4]) == 0
+
+
+@pytest.mark.parametrize("name", ["r2plus1d_18", "r3d_18", "mc3_18"])
+def test_frame_diff_stem_sees_six_channels_and_ignores_a_static_offset_in_the_differences(name):
+    encoder = ssl_video.create_encoder(name, frame_diff=True, **tiny(name)).eval()
+    first_conv = next(m for m in encoder.stem.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.in_channels == 6
+    assert encoder.encoder_args["frame_diff"] is True
+    # zero the RGB half of the stem: the output then depends on motion only, not on a constant background
+    with torch.no_grad():
+        first_conv.weight[:, :3] = 0
+        x = torch.randn(2, 3, 8, 32, 32)
+        static = torch.randn(1, 3, 1, 32, 32)
+        assert torch.allclose(encoder(x), encoder(x + static), atol=1e-5)
+        assert encoder.forward_features(x).shape[1] == encoder.feature_dim

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "_parser", None) or parser).print_help()
         return 2
     try:
+        func = _slurm_handler(args, argv) or func
         code = func(args)
     except UserError as exc:
         print(f"ssl-video: error: {exc}", file=sys.stderr)
@@ -65,17 +67,67 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-def add_group(subparsers, name: str, help: str, epilog: str = "") -> argparse._SubParsersAction:
-    """Add a command group (``ssl-video NAME SUBCOMMAND``); returns its sub-parsers."""
+def add_group(subparsers, name: str, help: str, epilog: str = "",
+              slurm: bool | str = False) -> argparse._SubParsersAction:
+    """Add a command group (``ssl-video NAME SUBCOMMAND``); returns its sub-parsers.
+
+    ``slurm=True`` gives every command of the group ``--slurm PROFILE`` (see :func:`add_slurm_option`);
+    ``slurm="array"`` also ``--array N``."""
     group = subparsers.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=HelpFormatter)
     group.set_defaults(_parser=group, func=None)
-    return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    commands = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    commands.slurm = slurm
+    return commands
 
 
-def add_command(subparsers, name: str, help: str, func, epilog: str = "") -> argparse.ArgumentParser:
-    """Add one command whose handler is ``func(args) -> exit code``; ``epilog`` shows an example."""
+def add_command(subparsers, name: str, help: str, func, epilog: str = "",
+                slurm: bool | str | None = None) -> argparse.ArgumentParser:
+    """Add one command whose handler is ``func(args) -> exit code``; ``epilog`` shows an example.
+
+    ``slurm`` (default: what the group says): see :func:`add_slurm_option`."""
     cmd = subparsers.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=HelpFormatter)
     cmd.set_defaults(func=func)
+    slurm = getattr(subparsers, "slurm", False) if slurm is None else slurm
+    if slurm:
+        add_slurm_option(cmd, array=slurm == "array")
     return cmd
+
+
+def add_slurm_option(cmd: argparse.ArgumentParser, array: bool = False, submit=None,
+                     job_dir: bool = True) -> argparse.ArgumentParser:
+    """Let ``cmd`` run as a Slurm job: with ``--slurm PROFILE`` the command is not run here; a job runs the
+    same command line (without the submission options) instead. ``array=True`` adds ``--array N``: task
+    ``i`` of the array runs the command with ``--shard i/N`` (the command must accept ``--shard``).
+    ``submit(args, argv) -> exit code`` replaces the generic submission (``pretrain`` submits a training
+    job); see :mod:`ssl_video.slurm.submit`."""
+    group = cmd.add_argument_group("Slurm (run this command as a job; profiles: slurm/*.yaml)")
+    group.add_argument("--slurm", metavar="PROFILE", help="submit it to Slurm with this cluster profile")
+    if job_dir:
+        group.add_argument("--job-dir", metavar="DIR",
+                           help="where the job's logs and record go (default runs/jobs/<command>-<time>)")
+    group.add_argument("--dry-run", action="store_true", help="with --slurm: print the sbatch script, submit nothing")
+    if array:
+        group.add_argument("--array", type=int, metavar="N", help="with --slurm: N array tasks, task i runs --shard i/N")
+    cmd.set_defaults(_slurm_submit=submit)
+    return cmd
+
+
+def _slurm_handler(args, argv: list[str]):
+    """The submission handler when ``--slurm`` is given (never inside a job), else None."""
+    import os
+
+    from ssl_video.slurm import IN_JOB_ENV
+
+    if os.environ.get(IN_JOB_ENV):
+        return None  # the job itself: run the command
+    if getattr(args, "slurm", None) is None:
+        for flag in ("dry_run", "array", "nodes"):
+            if getattr(args, flag, None) not in (None, False):
+                raise UserError(f"--{flag.replace('_', '-')} goes with --slurm PROFILE")
+        return None
+    submit = getattr(args, "_slurm_submit", None)
+    if submit is None:
+        from ssl_video.slurm.submit import submit_command as submit
+    return lambda parsed: submit(parsed, argv)
 
 

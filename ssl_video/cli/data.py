@@ -11,6 +11,11 @@ SYNTH_EXAMPLE = """example:
   ssl-video data synth data/synth --classes 8 --videos-per-class 30 --seconds 4 --size 32 32 --seed 0
 writes data/synth/UCF-101/<Class>/v_<Class>_gXX_cYY.mp4 (h264 + AAC) and data/synth/ucfTrainTestlist/"""
 
+UNTRIMMED_EXAMPLE = """example:
+  ssl-video data synth-untrimmed data/untrimmed --videos 24 --classes 4 --seconds 12 --seed 0
+writes data/untrimmed/videos/untrimmed_NNNN.mp4 and, per split (train, val), <split>_metadata.csv and
+<split>_groundtruth.csv in the TSP formats (background gaps as 'No action' rows)."""
+
 CHECK_EXAMPLE = """examples:
   ssl-video data check --dataset ucf101 --root /data/ucf101            (UCF-101/ + ucfTrainTestlist/)
   ssl-video data check --dataset hmdb51 --videos /data/hmdb51_org --splits /data/testTrainMulti_7030_splits
@@ -34,6 +39,24 @@ def register(subparsers) -> None:
     synth.add_argument("--sample-rate", type=int, default=16000, help="audio sample rate (default 16000)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
+
+    untrimmed = add_command(data, "synth-untrimmed", "write untrimmed synthetic videos with labelled action "
+                            "segments and background, plus TSP metadata and ground-truth CSVs",
+                            run_synth_untrimmed, UNTRIMMED_EXAMPLE)
+    untrimmed.add_argument("out", help="output directory")
+    untrimmed.add_argument("--videos", type=int, default=24, help="number of videos (default 24)")
+    untrimmed.add_argument("--classes", type=int, default=4, help="action classes (default 4)")
+    untrimmed.add_argument("--seconds", type=float, default=12.0, help="video length in seconds (default 12)")
+    untrimmed.add_argument("--fps", type=float, default=16.0, help="frame rate (default 16)")
+    untrimmed.add_argument("--size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"),
+                           help="frame size, even numbers (default 32 32)")
+    untrimmed.add_argument("--segment-seconds", type=float, nargs=2, default=(2.0, 4.0), metavar=("MIN", "MAX"),
+                           help="action segment length range (default 2 4)")
+    untrimmed.add_argument("--gap-seconds", type=float, nargs=2, default=(1.5, 3.5), metavar=("MIN", "MAX"),
+                           help="background gap length range (default 1.5 3.5)")
+    untrimmed.add_argument("--val-fraction", type=float, default=0.25, help="videos in the val split (default 0.25)")
+    untrimmed.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    untrimmed.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
 
     check = add_command(data, "check", "open every video once and report what is usable", run_check,
                         CHECK_EXAMPLE)
@@ -61,6 +84,21 @@ def run_synth(args) -> int:
     )
     print(f"wrote {summary['videos']} videos of {summary['classes']} classes to {args.out} "
           f"({summary['videos_without_audio']} without audio)")
+    return 0
+
+
+def run_synth_untrimmed(args) -> int:
+    from ssl_video.data.untrimmed import generate_untrimmed_dataset
+
+    summary = generate_untrimmed_dataset(
+        args.out, videos=args.videos, classes=args.classes, seconds=args.seconds, fps=args.fps,
+        size=tuple(args.size), segment_seconds=tuple(args.segment_seconds), gap_seconds=tuple(args.gap_seconds),
+        val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+    )
+    for split, counts in summary["splits"].items():
+        print(f"{split}: {counts['videos']} videos, {counts['action_segments']} action and "
+              f"{counts['background_segments']} background segments")
+    print(f"wrote {args.out}/videos/ and {args.out}/{{train,val}}_{{metadata,groundtruth}}.csv")
     return 0
 
 

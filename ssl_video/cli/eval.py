@@ -8,6 +8,7 @@ the handlers.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ssl_video.cli import add_command, add_group
 from ssl_video.errors import UserError
@@ -15,6 +16,7 @@ from ssl_video.errors import UserError
 EPILOG = """examples:
   ssl-video eval linear-probe --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
   ssl-video eval retrieval --encoder r2plus1d_18 --dataset hmdb51 --root /data/hmdb51
+  ssl-video eval finetune --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1
   ssl-video eval pooling --features feats.h5 --labels labels.csv --head all --out runs/eval/pooling
 """
 
@@ -24,11 +26,16 @@ POOLING_EPILOG = """examples:
   ssl-video eval pooling --features feats.h5 --labels labels.csv --head all --out runs/eval/pooling
   ssl-video eval pooling --features feats_dir/ --labels labels.csv --head netvlad --clusters 32 --no-gating
   ssl-video eval pooling --features yt.h5 --labels yt.csv --multilabel --head netvlad,avg --epochs 10
+  ssl-video eval pooling --features rgb.h5 --audio-features audio.h5 --labels labels.csv --head netvlad
+  ssl-video eval pooling --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3 --head all
 
 features: one .h5 file (a [num_clips, F] dataset per video, keyed by video name) or a directory of
 <video>.npy arrays, as written by `ssl-video extract`. labels: CSV rows `video,label[,label...]`, header
 optional; a header with a `split` column (train/test) fixes the split, otherwise a seeded stratified
-70/30 split is drawn. Writes OUT/report.json, OUT/report.md and a PNG bar chart of the main metric.
+70/30 split is drawn. --audio-features (same layout and video names) adds an audio stream: one pooling
+head per stream, late fusion. --encoder instead extracts --clips uniformly spaced clip features per video of
+--dataset (the feature cache shared with linear-probe and retrieval) and trains/tests on its official splits.
+Writes OUT/report.json, OUT/report.md and a PNG bar chart of the main metric.
 """
 
 HEAD_HELP = (
@@ -38,7 +45,7 @@ HEAD_HELP = (
 
 
 def register(subparsers) -> None:
-    group = add_group(subparsers, "eval", "Evaluate encoders and their features.", EPILOG)
+    group = add_group(subparsers, "eval", "Evaluate encoders and their features.", EPILOG, slurm=True)
     for add in COMMANDS:
         add(group)
 
@@ -61,14 +68,32 @@ def _add_pooling(group) -> None:
     src.add_argument(
         "--labels", metavar="CSV", help="labels CSV: video,label[,label...] (header and split optional)"
     )
+    src.add_argument("--audio-features", metavar="PATH", help="second stream (audio) for two-stream heads")
     src.add_argument(
-        "--encoder", metavar="E", help="extract features with this encoder first (not available yet)"
+        "--encoder", metavar="E", help="extract clip features of --dataset with this encoder (directory or zoo name)"
     )
-    src.add_argument("--dataset", metavar="NAME", help="dataset to extract features from (with --encoder)")
+    src.add_argument("--dataset", choices=("ucf101", "hmdb51", "synthetic", "kinetics"), help="with --encoder")
+    ext = cmd.add_argument_group("extraction (with --encoder; clip defaults: the encoder's input contract)")
+    ext.add_argument("--encoder-args", nargs="*", default=[], metavar="KEY=VALUE", help="zoo constructor overrides")
+    ext.add_argument("--root", help="directory holding the dataset's official layout")
+    ext.add_argument("--videos", help="videos directory (instead of --root)")
+    ext.add_argument("--split-dir", help="split-file directory (instead of --root)")
+    ext.add_argument("--splits", default=None, help="comma-separated split numbers (default: all)")
+    ext.add_argument("--clips", type=int, default=10, help="uniformly spaced clips per video (default 10)")
+    ext.add_argument("--frames", type=int, help="frames per clip")
+    ext.add_argument("--fps", type=float, help="frame rate of a clip")
+    ext.add_argument("--resize", type=int, help="short side before the centre crop")
+    ext.add_argument("--crop", type=int, help="centre crop size")
+    ext.add_argument("--workers", type=int, default=2, help="data loader workers (default 2)")
+    ext.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default ~/.cache/ssl_video)")
+    ext.add_argument("--no-cache", action="store_true", help="extract again and do not store features")
     head = cmd.add_argument_group("model")
     head.add_argument("--head", default="netvlad", help=HEAD_HELP)
     head.add_argument(
         "--clusters", type=int, default=64, metavar="K", help="clusters/attention units (default 64)"
+    )
+    head.add_argument(
+        "--audio-clusters", type=int, metavar="K", help="two streams: audio clusters (default clusters/2)"
     )
     head.add_argument(
         "--gating", action=argparse.BooleanOptionalAction, default=True, help="Context Gating (default on)"
@@ -99,18 +124,25 @@ def _positive(name: str, value) -> None:
 
 
 def run_pooling(args) -> int:
-    if args.encoder is not None or (args.dataset is not None and args.features is None):
-        raise UserError(
-            "eval pooling works on extracted features: run `ssl-video extract` with your encoder first, "
-            "then pass its output with --features and a --labels CSV"
-        )
-    if args.features is None or args.labels is None:
-        raise UserError("eval pooling needs --features PATH and --labels CSV")
-    for name in ("clusters", "hidden", "epochs", "lr", "batch_size", "max_clips"):
+    if args.encoder is not None:
+        if args.features is not None or args.labels is not None or args.audio_features is not None:
+            raise UserError("give either --encoder with --dataset, or --features with --labels, not both")
+        if args.dataset is None:
+            raise UserError("--encoder needs --dataset (and --root) to extract clip features from")
+        if args.multilabel:
+            raise UserError("--multilabel applies to --features with a labels CSV (the datasets are multi-class)")
+    elif args.features is None or args.labels is None:
+        raise UserError("eval pooling needs --features PATH and --labels CSV, or --encoder E --dataset NAME")
+    for name in ("clusters", "audio_clusters", "hidden", "epochs", "lr", "batch_size", "max_clips"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
 
     from ssl_video.evaluation.features_io import read_features, read_labels_csv
-    from ssl_video.evaluation.pooling import ALL_HEADS, PoolingSettings, run_pooling_eval
+    from ssl_video.evaluation.pooling import (
+        ALL_HEADS,
+        PoolingSettings,
+        run_pooling_eval,
+        run_pooling_on_dataset,
+    )
     from ssl_video.evaluation.report import markdown_table
 
     heads = list(ALL_HEADS) if args.head == "all" else [h.strip() for h in args.head.split(",") if h.strip()]
@@ -119,10 +151,9 @@ def run_pooling(args) -> int:
         raise UserError(
             f"unknown head '{unknown[0] if unknown else args.head}'; choose from {', '.join(ALL_HEADS)} or all"
         )
-    features = read_features(args.features)
-    labels = read_labels_csv(args.labels)
     settings = PoolingSettings(
         clusters=args.clusters,
+        audio_clusters=args.audio_clusters,
         gating=args.gating,
         classifier=args.classifier,
         hidden=args.hidden,
@@ -133,21 +164,37 @@ def run_pooling(args) -> int:
         seed=args.seed,
         device=args.device,
     )
-    result = run_pooling_eval(
-        features,
-        labels,
-        heads,
-        settings,
-        multilabel=args.multilabel,
-        out_dir=args.out,
-        sources={"features": str(args.features), "labels": str(args.labels)},
-        progress=True,
-    )
-    report = result["report"]
-    print(
-        f"{report['task']}: {report['classes']} classes, {report['train_videos']} train / "
-        f"{report['test_videos']} test videos ({report['split']})"
-    )
+    if args.encoder is not None:
+        from dataclasses import replace
+
+        inputs = replace(_eval_inputs(args, "pooling"), batch_size=8)  # --batch-size is the heads' batch
+        result = run_pooling_on_dataset(inputs, heads, settings, progress=True)
+        report = result["report"]
+        print(
+            f"pooling on {args.dataset}: {report['videos_evaluated']} of {report['videos_listed']} videos, "
+            f"splits {', '.join(report['splits'])} (mean over splits)"
+        )
+    else:
+        audio = read_features(args.audio_features) if args.audio_features is not None else None
+        sources = {"features": str(args.features), "labels": str(args.labels)}
+        if audio is not None:
+            sources["audio_features"] = str(args.audio_features)
+        result = run_pooling_eval(
+            read_features(args.features),
+            read_labels_csv(args.labels),
+            heads,
+            settings,
+            multilabel=args.multilabel,
+            out_dir=args.out,
+            sources=sources,
+            progress=True,
+            audio=audio,
+        )
+        report = result["report"]
+        print(
+            f"{report['task']}: {report['classes']} classes, {report['train_videos']} train / "
+            f"{report['test_videos']} test videos ({report['split']})"
+        )
     print(markdown_table(result["table"]))
     for path in result["files"].values():
         print(f"wrote {path}")
@@ -175,7 +222,7 @@ Test videos are the queries, training videos the gallery; cosine similarity with
 same-class video among the k nearest. Uses the same feature cache as the linear probe."""
 
 
-def _add_feature_protocol(group, name: str, help: str, func, epilog: str):
+def _add_feature_protocol(group, name: str, help: str, func, epilog: str, cache: bool = True):
     cmd = add_command(group, name, help, func, epilog)
     cmd.add_argument("--encoder", required=True, metavar="E", help="exported encoder directory or zoo name")
     cmd.add_argument("--encoder-args", nargs="*", default=[], metavar="KEY=VALUE",
@@ -195,8 +242,11 @@ def _add_feature_protocol(group, name: str, help: str, func, epilog: str):
     run.add_argument("--batch-size", type=int, default=8, help="videos per batch (default 8)")
     run.add_argument("--workers", type=int, default=2, help="data loader workers (default 2)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    run.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default ~/.cache/ssl_video)")
-    run.add_argument("--no-cache", action="store_true", help="extract again and do not store features")
+    if cache:
+        run.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default ~/.cache/ssl_video)")
+        run.add_argument("--no-cache", action="store_true", help="extract again and do not store features")
+    else:
+        cmd.set_defaults(cache=None, no_cache=True)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", default=None, metavar="DIR", help=f"report directory (default runs/eval/{name})")
     return cmd
@@ -269,7 +319,7 @@ SUITE_EPILOG = """examples:
 
 Runs every protocol of the suite on one encoder; each writes its own report under OUT/<protocol>/, and
 OUT/report.json + OUT/report.md combine them. Suites shipped in eval/: linear_probe.yaml, retrieval.yaml,
-smoke_synthetic.yaml."""
+finetune.yaml, smoke_synthetic.yaml. A fine-tuning entry stopped by a signal exits with code 3: rerun to resume."""
 
 
 def _add_suite(group) -> None:
@@ -307,10 +357,141 @@ def run_suite(args) -> int:
                       seed=args.seed, device=args.device, batch_size=args.batch_size, workers=args.workers,
                       cache_dir=args.cache, out=args.out or f"runs/eval/{suite.name}")
     result = run(suite, base, roots, args.data_root)
+    if result["status"] != "completed":
+        from ssl_video.engine.trainer import EXIT_STOPPED
+
+        print(f"{result['entry']}: split {result['split']} {result['status']} at step {result['step']}: "
+              "run the same command again to resume")
+        return EXIT_STOPPED if result["status"] == "stopped" else 0
     rows = [{"protocol": name, **{k: v for k, v in r["mean"].items()}} for name, r in result["results"].items()]
     print(markdown_table(rows))
     print(f"wrote {base.out}/report.json and report.md")
     return 0
 
 
-COMMANDS = [_add_linear_probe, _add_retrieval, _add_pooling, _add_suite]
+FINETUNE_EPILOG = """examples:
+  ssl-video eval finetune --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
+  ssl-video eval finetune --encoder r2plus1d_18 --dataset hmdb51 --root /data/hmdb51 --frames 32 --fps 30 \\
+      --resize 128 --crop 128 --out runs/eval/ft_hmdb_random
+  ssl-video eval finetune --encoder r3d_18 --encoder-args width=0.25 --dataset synthetic --root data/synth \\
+      --epochs 2 --train-clips 1 --override trainer.tensorboard=false optim.nesterov=true
+
+Per split, the encoder plus a linear classifier is trained end to end on the training list (the `finetune`
+method through the shared training loop, run directory OUT/split_<s>/), then every test video is scored by
+averaging the softmax over --clips uniformly spaced clips x --crops spatial crops. Rerunning the same
+command resumes an interrupted split and reuses finished ones. Defaults follow the STiCA/GDT protocol
+(docs/PROTOCOLS.md). Writes OUT/report.json, OUT/report.md, OUT/splits.png and OUT/confused_pairs.png.
+exit codes: 0 done; 2 bad arguments; 3 stopped by SIGTERM/SIGUSR2 (checkpoint written: rerun to resume);
+  4 the loss became NaN/inf."""
+
+
+def _add_finetune(group) -> None:
+    cmd = _add_feature_protocol(group, "finetune", "Fine-tune end to end per split and test with clip x crop "
+                                "averaging (UCF101/HMDB51).", run_finetune, FINETUNE_EPILOG, cache=False)
+    ft = cmd.add_argument_group("fine-tuning (defaults: the STiCA/GDT protocol)")
+    ft.add_argument("--epochs", type=float, help="epochs (default 12)")
+    ft.add_argument("--lr", type=float, help="classifier learning rate (default 0.0025)")
+    ft.add_argument("--backbone-lr-scale", type=float, help="backbone lr = lr x this (default 0.1)")
+    ft.add_argument("--optimizer", choices=("sgd", "adamw", "adam"), help="default sgd (momentum 0.9)")
+    ft.add_argument("--weight-decay", type=float, help="default 0.005")
+    ft.add_argument("--warmup", type=float, help="linear warm-up epochs (default 2)")
+    ft.add_argument("--schedule", choices=("step", "cosine", "constant"), help="after the warm-up (default step)")
+    ft.add_argument("--milestones", help="step schedule: comma-separated epochs (default 6,10)")
+    ft.add_argument("--gamma", type=float, help="step schedule: lr factor at each milestone (default 0.05)")
+    ft.add_argument("--dropout", type=float, help="before the classifier (default 0.5)")
+    ft.add_argument("--label-smoothing", type=float, help="default 0")
+    ft.add_argument("--train-batch-size", type=int, help="training clips per step (default 32)")
+    ft.add_argument("--train-clips", type=int, help="random clips per video per epoch (default 10)")
+    ft.add_argument("--color-jitter", type=float, help="colour jitter probability in training (default 0.8)")
+    ft.add_argument("--crops", type=int, help="spatial crops per test clip: 1 centre, 3 along the long side "
+                                              "(default 3)")
+    ft.add_argument("--average", choices=("softmax", "logits"), help="averaged over test views (default softmax)")
+    ft.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), help="CUDA only (default bf16)")
+    ft.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="dotted overrides of the per-split training recipe (e.g. data.clip.video.scale=[0.3,1])")
+
+
+FINETUNE_FLAGS = ("epochs", "lr", "backbone_lr_scale", "optimizer", "weight_decay", "warmup", "schedule", "gamma",
+                  "dropout", "label_smoothing", "train_clips", "color_jitter", "crops", "average", "mixed_precision")
+
+
+def run_finetune(args) -> int:
+    from ssl_video.engine.trainer import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss
+    from ssl_video.evaluation.finetune import FinetuneSettings
+    from ssl_video.evaluation.finetune import run_finetune as run
+
+    inputs = _eval_inputs(args, "finetune")
+    given = {name: getattr(args, name) for name in FINETUNE_FLAGS if getattr(args, name) is not None}
+    if args.train_batch_size is not None:
+        given["batch_size"] = args.train_batch_size
+    if args.milestones is not None:
+        try:
+            given["milestones"] = [float(m) for m in args.milestones.split(",") if m.strip()]
+        except ValueError:
+            raise UserError(f"--milestones must be comma-separated numbers, got {args.milestones!r}") from None
+    settings = FinetuneSettings(**given, overrides=list(args.override))
+    try:
+        report = run(inputs, settings)
+    except NonFiniteLoss as exc:
+        print(f"ssl-video: error: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
+    if report["status"] != "completed":
+        print(f"split {report['split']} {report['status']} at step {report['step']}/{report['total_steps']} "
+              f"({report['run_dir']}): run the same command again to resume")
+        return EXIT_STOPPED if report["status"] == "stopped" else 0
+    _print_summary(report, ["top1", "top5"], inputs.out)
+    return 0
+
+
+TEMPORAL_EPILOG = """examples:
+  ssl-video eval temporal --encoder encoders/tsp --gt anet/val_groundtruth.csv --videos /data/anet/videos
+  ssl-video eval temporal --encoder encoders/tac --gt data/untrimmed/train_groundtruth.csv \\
+      --test-gt data/untrimmed/val_groundtruth.csv --videos data/untrimmed/videos --out runs/eval/temporal_tac
+
+Clips evenly spaced in every segment of the TSP ground-truth CSV (--clips-per-segment, centre crop, encoder
+in eval mode); a logistic regression tells action (foreground) from background clips. Without --test-gt a
+seeded --test-fraction of the videos is held out. Writes OUT/report.json, OUT/report.md and a bar chart."""
+
+
+def _add_temporal(group) -> None:
+    cmd = add_command(group, "temporal", "Temporal sensitivity: foreground/background linear probe on clip "
+                      "features of untrimmed videos (TSP ground truth).", run_temporal, TEMPORAL_EPILOG)
+    cmd.add_argument("--encoder", required=True, metavar="E", help="exported encoder directory or zoo name")
+    cmd.add_argument("--encoder-args", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="constructor overrides for a zoo name (e.g. width=0.25)")
+    cmd.add_argument("--gt", required=True, metavar="CSV", help="TSP ground-truth CSV (training clips of the probe)")
+    cmd.add_argument("--test-gt", metavar="CSV", help="TSP ground-truth CSV of the test clips")
+    cmd.add_argument("--test-fraction", type=float, default=0.3, help="videos held out without --test-gt (0.3)")
+    cmd.add_argument("--videos", required=True, metavar="DIR", help="directory holding the CSVs' filenames")
+    cmd.add_argument("--clips-per-segment", type=int, default=5, help="evenly spaced clips per segment (5)")
+    cmd.add_argument("--frames", type=int, help="frames per clip (default: the encoder's)")
+    cmd.add_argument("--fps", type=float, help="frame rate of a clip (default: the encoder's)")
+    cmd.add_argument("--resize", type=int, help="short side before the centre crop")
+    cmd.add_argument("--crop", type=int, help="centre crop size")
+    cmd.add_argument("--batch-size", type=int, default=16)
+    cmd.add_argument("--workers", type=int, default=2)
+    cmd.add_argument("--device", default="auto")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--out", default="runs/eval/temporal", metavar="DIR", help="report directory")
+
+
+def run_temporal(args) -> int:
+    from ssl_video.config import parse_overrides
+    from ssl_video.evaluation.temporal import TemporalInputs
+    from ssl_video.evaluation.temporal import run_temporal as run
+
+    for flag in ("clips_per_segment", "frames", "fps", "resize", "crop", "batch_size"):
+        _positive("--" + flag.replace("_", "-"), getattr(args, flag))
+    report = run(TemporalInputs(
+        encoder=args.encoder, gt=args.gt, videos=args.videos, test_gt=args.test_gt, test_fraction=args.test_fraction,
+        clips_per_segment=args.clips_per_segment, encoder_args=parse_overrides(args.encoder_args), frames=args.frames,
+        fps=args.fps, resize=args.resize, crop=args.crop, device=args.device, batch_size=args.batch_size,
+        workers=args.workers, seed=args.seed, out=args.out))
+    print(f"temporal: fg/bg probe top-1 {report['fg_bg_top1']:.4f} (balanced {report['balanced_accuracy']:.4f}) on "
+          f"{report['test_clips']} test clips ({report['train_clips']} training clips)"
+          + (f"; {len(report['skipped'])} unreadable video(s) skipped" if report["skipped"] else ""))
+    print(f"wrote {args.out}/report.json and report.md")
+    return 0
+
+
+COMMANDS = [_add_linear_probe, _add_retrieval, _add_finetune, _add_pooling, _add_suite, _add_temporal]

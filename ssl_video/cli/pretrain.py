@@ -6,13 +6,19 @@ import os
 import sys
 from pathlib import Path
 
-from ssl_video.cli import add_command
+from ssl_video.cli import add_command, add_slurm_option
 
 EXAMPLE = """examples:
   ssl-video pretrain recipes/stica_tiny_synthetic.yaml data.root=data/synth
   ssl-video pretrain recipes/stica_r2p1d18_k400.yaml optim.lr=0.32 --run-dir runs/stica_k400
   ssl-video pretrain recipes/stica_tiny_synthetic.yaml --nproc 2      (2 local processes: gloo on CPU, NCCL on GPUs)
   ssl-video pretrain runs/stica_k400/config.yaml --run-dir runs/stica_k400   (resume with the saved recipe)
+  ssl-video pretrain recipes/stica_r2p1d18_k400.yaml --slurm slurm/example.yaml --nodes 4   (a Slurm job)
+
+With --slurm the job runs one task per GPU (CPU profiles: tasks_per_node), saves a checkpoint at a step
+boundary on SIGUSR2 (signal_delay_s before the time limit) or SIGTERM (preemption, scancel), and resumes from
+the run directory at every start; a timeout requeues it up to max_num_timeout times. `ssl-video jobs RUN`
+shows its state, requeues, last step and checkpoint and the end of its log.
 
 The run directory (default runs/<recipe name>-<date>-<time>) receives config.yaml, env.json, metrics.jsonl,
 tb/ (TensorBoard) and checkpoints/last.pt. Rerunning with the same --run-dir resumes from its last checkpoint;
@@ -32,6 +38,24 @@ def register(subparsers) -> None:
                      help="run directory; resumes when it holds checkpoints/last.pt (default: runs/<name>-<time>)")
     cmd.add_argument("--nproc", type=int, default=1,
                      help="processes on this machine (one per GPU on CUDA; default 1)")
+    add_slurm_option(cmd, submit=submit_pretrain, job_dir=False)
+    cmd.add_argument("--nodes", type=int, default=None, help="with --slurm: nodes (default: the profile's)")
+
+
+def submit_pretrain(args, argv: list[str]) -> int:
+    """``--slurm PROFILE``: submit the recipe as a training job (its run directory made absolute)."""
+    from ssl_video.config import load_config
+    from ssl_video.engine.run_dir import default_run_dir
+    from ssl_video.errors import UserError
+    from ssl_video.recipe import Recipe
+    from ssl_video.slurm.submit import submit_training
+
+    if args.nproc != 1:
+        raise UserError("--nproc is for this machine; with --slurm the profile sets the processes "
+                        "(gpus_per_node or tasks_per_node, and --nodes)")
+    recipe = load_config(Recipe, args.recipe, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe.name)
+    return submit_training(recipe, args.recipe, args.overrides, run_dir, args.slurm, args.nodes, args.dry_run)
 
 
 def run_pretrain(args) -> int:

@@ -115,7 +115,17 @@ def _make_loader(dataset, sampler: EpochBatchSampler, num_workers: int, pin_memo
 
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       collate_fn=getattr(dataset, "collate_fn", None) or collate,
-                      pin_memory=pin_memory, persistent_workers=num_workers > 0)
+                      pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                      worker_init_fn=_leave_signals_to_the_trainer if num_workers > 0 else None)
+
+
+def _leave_signals_to_the_trainer(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM/SIGUSR2/SIGINT: a scheduler signals every process of a job, and a worker
+    killed by it would crash the loop before the trainer (which does handle them) could save."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -330,7 +340,8 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
 
     Returns the summary also written to ``run_dir/summary.json``: ``status`` ("completed", "stopped" by a
     signal, or "stopped_at_step"), ``step``, ``total_steps``, ``seconds``, ``train_seconds``, ``metrics``,
-    ``param_checksums`` (one per process: equal when the processes hold the same weights)...
+    ``param_checksums`` (one per process: equal when the processes hold the same weights), ``signal`` (the
+    signal that stopped it: "SIGTERM" or "SIGUSR2", else None)...
     Raises :class:`NonFiniteLoss` when the loss stops being finite. ``handle_signals=False`` leaves SIGTERM
     and SIGUSR2 to the caller.
     """
@@ -456,6 +467,7 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
     step, data_iter = start_step, None
     status = "stopped_at_step" if cfg.stop_at_step is not None and cfg.stop_at_step <= step < total_steps \
         else "completed"
+    stop_signum = 0
     try:
         while step < total_steps and not (cfg.stop_at_step is not None and step >= cfg.stop_at_step):
             epoch, position = divmod(step, steps_per_epoch)
@@ -479,11 +491,14 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
                     window.add(name, value, 1.0 / accum)
 
             # every process learns whether any loss went bad or any process was asked to stop
+            # (the stop flag is the signal number: SIGTERM, 15, wins over SIGUSR2, 12, when both arrive)
             flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
-                                 torch.tensor(0.0 if stop.signum is None else 1.0, device=device)])
+                                 torch.tensor(float(stop.signum or 0), device=device)])
             if world > 1:
                 torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-            bad_loss, stop_requested = (bool(v) for v in flags.tolist())
+            bad_value, signum_value = flags.tolist()
+            bad_loss, stop_signum = bool(bad_value), int(signum_value)
+            stop_requested = stop_signum > 0
             if bad_loss:
                 mine = not bool(torch.isfinite(loss_sum))
                 shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in _scalar_terms(out).items()) if mine \
@@ -526,8 +541,8 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
                 last_saved = step
             if stop_requested:
                 status = "stopped"
-                why = signal.Signals(stop.signum).name if stop.signum else "a signal to another process"
-                log(f"stopped by {why}: checkpoint written at step {step}; run the same command again to resume")
+                log(f"stopped by {signal.Signals(stop_signum).name}: checkpoint written at step {step}; run the "
+                    "same command again to resume")
                 break
             if at_stop_step:
                 status = "stopped_at_step"
@@ -546,6 +561,7 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
         torch.distributed.all_gather(checksums, checksum)
     summary = {
         "status": status,
+        "signal": signal.Signals(stop_signum).name if status == "stopped" else None,  # what stopped it
         "step": step,
         "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch,

@@ -3,7 +3,10 @@
 Protocol: ``clips`` uniformly spaced clips per video (``frames`` at ``fps``), decoded with the short side
 at ``resize``, centre-cropped to ``crop``, normalised with the encoder's mean/std, the encoder in eval
 mode (BatchNorm uses its running statistics; it never drifts during extraction). Per video we keep the
-mean of the clip features (``mean``) and the mean of the L2-normalised clip features (``mean_l2``).
+mean of the clip features (``mean``), the mean of the L2-normalised clip features (``mean_l2``) and every
+clip feature in time order (``clips``, ``[num_clips, F]`` per video, float16) for the pooling heads.
+The clip features live in their own ``<key>.clips.npy`` next to ``<key>.npz`` and are memory-mapped on
+a cache hit, so protocols that only need the video-level features never read them.
 
 The cache key is (hash of the encoder's weights and architecture, the dataset's file list with sizes
 and modification times, the clip protocol), so any protocol that uses the same clips — every split of
@@ -26,7 +29,7 @@ from ssl_video.data.transforms import VideoAugment
 from ssl_video.errors import UserError
 
 __all__ = ["ClipProtocol", "EncoderRef", "resolve_encoder", "weights_hash", "extract_features", "FeatureTable",
-           "default_cache_dir"]
+           "default_cache_dir", "torch_device", "decoded_batches"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class FeatureTable:
     mean_l2: np.ndarray  # V x D, mean of L2-normalised clip features
     ok: np.ndarray  # V bools: decoded (False: missing or unreadable, see skipped)
     skipped: dict[str, str]  # path -> reason
+    clips: np.ndarray  # V x N x D float16, every clip feature in time order (memory-mapped on a cache hit)
     cache_hit: bool = False
     seconds: float = 0.0
     clips_decoded: int = 0
@@ -130,8 +134,17 @@ class FeatureTable:
         return np.array([self._index[p] for p in paths], dtype=np.int64)
 
 
+def _clips_path(path: Path) -> Path:
+    return path.with_name(path.name[: -len(".npz")] + ".clips.npy")
+
+
 def _save(path: Path, table: FeatureTable, meta: dict) -> None:
+    """Clip features first, then the ``.npz`` (its presence marks a complete entry); each written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    clips = _clips_path(path)
+    tmp_clips = clips.with_name(f"{clips.stem}.tmp{os.getpid()}.npy")
+    np.save(tmp_clips, table.clips)
+    os.replace(tmp_clips, clips)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, mean=table.mean, mean_l2=table.mean_l2, ok=table.ok,
              paths=np.array(table.paths, dtype=object).astype(str),
@@ -143,10 +156,12 @@ def _load(path: Path) -> FeatureTable | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            return FeatureTable(paths=[str(p) for p in data["paths"]], mean=data["mean"], mean_l2=data["mean_l2"],
-                                ok=data["ok"], skipped=meta.get("skipped", {}), cache_hit=True)
+            table = FeatureTable(paths=[str(p) for p in data["paths"]], mean=data["mean"], mean_l2=data["mean_l2"],
+                                 ok=data["ok"], skipped=meta.get("skipped", {}),
+                                 clips=np.load(_clips_path(path), mmap_mode="r", allow_pickle=False), cache_hit=True)
     except (OSError, ValueError, KeyError):
-        return None  # damaged cache entry: extract again
+        return None  # damaged or incomplete cache entry: extract again
+    return table if table.clips.shape[:1] == table.mean.shape[:1] else None
 
 
 def extract_features(encoder: EncoderRef, paths: list[str], protocol: ClipProtocol, *, device: str = "auto",
@@ -154,7 +169,7 @@ def extract_features(encoder: EncoderRef, paths: list[str], protocol: ClipProtoc
                      use_cache: bool = True, progress: bool = True) -> FeatureTable:
     """Features of every video in ``paths`` (order kept); bad or missing files are skipped and named."""
     key_data = {"weights": encoder.weights_hash, "files": _file_list_key(paths), "protocol": asdict(protocol),
-                "format": 1}
+                "format": 2}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:32]
     cache_path = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
     if use_cache and cache_path.is_file():
@@ -169,12 +184,28 @@ def extract_features(encoder: EncoderRef, paths: list[str], protocol: ClipProtoc
     return table
 
 
-def _device(name: str) -> torch.device:
+def torch_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``; asking for CUDA without it is a UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
+
+
+def decoded_batches(loader, skipped: dict[str, str], desc: str, progress: bool):
+    """The batches of a :func:`~ssl_video.data.clip_dataset.collate_clips` loader that hold videos (with a
+    progress bar); every bad file met is recorded in ``skipped`` (path -> reason)."""
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, total=len(loader), desc=desc, unit="batch", leave=False)
+    for batch in loader:
+        for entry in batch["skipped"]:
+            path, _, reason = entry.partition("\t")
+            skipped[path] = reason
+        if "video" in batch:
+            yield batch
 
 
 @torch.no_grad()
@@ -186,7 +217,7 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
     from ssl_video.data.datasets.base import VideoRecord
     from ssl_video.data.sampling import ClipSampling
 
-    dev = _device(device)
+    dev = torch_device(device)
     model = model.to(dev).eval()
     present = [p for p in paths if os.path.isfile(p)]
     skipped = {p: "missing file" for p in paths if not os.path.isfile(p)}
@@ -199,20 +230,10 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
                         collate_fn=collate_clips, persistent_workers=False)
     dim = None
     index = {p: i for i, p in enumerate(paths)}
-    mean = mean_l2 = None
+    mean = mean_l2 = clips = None
     ok = np.zeros(len(paths), dtype=bool)
     decoded = 0
-    iterator = loader
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(loader, total=len(loader), desc="extracting features", unit="batch", leave=False)
-    for batch in iterator:
-        for entry in batch["skipped"]:
-            path, _, reason = entry.partition("\t")
-            skipped[path] = reason
-        if "video" not in batch:
-            continue
+    for batch in decoded_batches(loader, skipped, "extracting features", progress):
         video = batch["video"]
         if video.dim() == 5:  # one clip per video
             video = video.unsqueeze(1)
@@ -223,11 +244,13 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
             dim = feats.shape[-1]
             mean = np.zeros((len(paths), dim), np.float32)
             mean_l2 = np.zeros((len(paths), dim), np.float32)
+            clips = np.zeros((len(paths), n, dim), np.float16)
         rows = [index[records[int(i)].path] for i in batch["index"]]
         mean[rows] = feats.mean(1).numpy()
         mean_l2[rows] = torch.nn.functional.normalize(feats, dim=-1).mean(1).numpy()
+        clips[rows] = feats.numpy().astype(np.float16)
         ok[rows] = True
     if mean is None:
         raise UserError("no video of the dataset could be decoded (run `ssl-video data check` to see why)")
-    return FeatureTable(paths=list(paths), mean=mean, mean_l2=mean_l2, ok=ok, skipped=skipped,
+    return FeatureTable(paths=list(paths), mean=mean, mean_l2=mean_l2, ok=ok, skipped=skipped, clips=clips,
                         clips_decoded=decoded)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["split_bars", "confused_pairs_chart"]
+__all__ = ["split_bars", "confused_pairs_chart", "loss_curves", "accuracy_comparison"]
 
 
 def _pyplot():
@@ -57,6 +57,52 @@ def confused_pairs_chart(path: Path, confusion: np.ndarray, classes: list[str], 
         ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
         ax.set_axis_off()
     ax.set_title("Most confused class pairs (true → predicted)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def loss_curves(path: Path, metrics: list[dict], keys: list[str], title: str) -> Path:
+    """Training curves: each of ``keys`` found in the metric rows (``metrics.jsonl``) against the step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for key in keys:
+        points = [(row["step"], row[key]) for row in metrics if key in row and "step" in row]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def accuracy_comparison(path: Path, results: dict[str, dict[str, dict]], key: str, title: str) -> Path:
+    """One group of bars per split plus the mean (with a std error bar); one bar per entry of ``results``."""
+    plt = _pyplot()
+    names = list(results)
+    splits = list(next(iter(results.values())))
+    groups = [f"split {s}" for s in splits] + ["mean"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(groups), 3.6))
+    width = 0.8 / len(names)
+    x = np.arange(len(groups))
+    for i, name in enumerate(names):
+        values = [results[name][s][key] for s in splits]
+        heights = values + [float(np.mean(values))]
+        errors = [0.0] * len(values) + [float(np.std(values))]
+        bars = ax.bar(x + i * width, heights, width, yerr=errors, capsize=4, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x + width * (len(names) - 1) / 2, groups)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,12 +3,18 @@
 Protocol (written into every report):
 
 * inputs: one ``[num_clips, F]`` sequence per video (:mod:`ssl_video.evaluation.features_io`) and a labels
-  table. Videos listed in the labels but absent from the features are skipped (and counted).
+  table. Videos listed in the labels but absent from the features are skipped (and counted). Two streams:
+  a second feature set (audio) for the same videos; a video needs both.
+* or, from a dataset (:func:`run_pooling_on_dataset`): the per-clip features of the shared feature cache
+  (:mod:`ssl_video.evaluation.features`, ``clips`` uniformly spaced clips per video, the cache the linear
+  probe uses), trained and tested on every official split; mean and standard deviation over splits.
 * split: the labels CSV's ``split`` column when it has one; otherwise a seeded stratified split, 70%
   train / 30% test of every class (stratified on a video's first listed label; a class with a single
   video keeps it in train; ``numpy.random.default_rng(seed)``).
 * model: pooling head -> FC -> BatchNorm -> [Context Gating] -> linear or MoE classifier ->
-  [Context Gating] (:class:`ssl_video.models.pooling.PooledClassifier`).
+  [Context Gating] (:class:`ssl_video.models.pooling.PooledClassifier`); two streams: one pooling head per
+  stream (audio with ``audio_clusters``, default half the clusters), concatenated, then the same block
+  (:class:`ssl_video.models.pooling.TwoStreamClassifier`).
 * training: Adam, fixed epochs, mini-batches of padded sequences with masks; a sequence longer than
   ``max_clips`` is cut to a random ordered subset of ``max_clips`` clips in training and to evenly
   spaced clips in testing. The same seed initialises every head.
@@ -44,6 +50,7 @@ __all__ = [
     "score_predictions",
     "evaluate_heads",
     "run_pooling_eval",
+    "run_pooling_on_dataset",
     "write_pooling_report",
 ]
 
@@ -64,10 +71,16 @@ class PoolingData:
     multilabel: bool
     split: str
     skipped: int = 0
+    train_audio: list[np.ndarray] | None = None  # second stream, aligned with train_x
+    test_audio: list[np.ndarray] | None = None
 
     @property
     def dim(self) -> int:
         return self.train_x[0].shape[1]
+
+    @property
+    def audio_dim(self) -> int | None:
+        return None if self.train_audio is None else self.train_audio[0].shape[1]
 
 
 @dataclass
@@ -75,6 +88,7 @@ class PoolingSettings:
     """Everything that defines a run besides the data (written into the report)."""
 
     clusters: int = 64
+    audio_clusters: int | None = None  # two streams: clusters of the audio head (None: clusters // 2)
     gating: bool = True
     classifier: str = "auto"  # auto: MoE for multi-label, linear for multi-class
     hidden: int = 512
@@ -110,15 +124,21 @@ def stratified_split(keys: Sequence[str], seed: int, train_fraction: float = 0.7
     return is_train
 
 
-def prepare_data(features: FeatureSet, labels: LabelTable, multilabel: bool, seed: int = 0) -> PoolingData:
-    """Join features and labels, choose the split, encode targets."""
-    keep = [i for i, v in enumerate(labels.videos) if v in features.features]
+def prepare_data(
+    features: FeatureSet, labels: LabelTable, multilabel: bool, seed: int = 0, audio: FeatureSet | None = None
+) -> PoolingData:
+    """Join features (and the audio stream's, when given) with labels, choose the split, encode targets."""
+    keep = [
+        i
+        for i, v in enumerate(labels.videos)
+        if v in features.features and (audio is None or v in audio.features)
+    ]
     skipped = len(labels.videos) - len(keep)
     if not keep:
         example = next(iter(features.features))
         raise UserError(
-            f"no video of the labels CSV has features (e.g. features have '{example}', labels have "
-            f"'{labels.videos[0]}')"
+            f"no video of the labels CSV has features{' in both streams' if audio is not None else ''} (e.g. "
+            f"features have '{example}', labels have '{labels.videos[0]}')"
         )
     videos = [labels.videos[i] for i in keep]
     video_labels = [labels.labels[i] for i in keep]
@@ -154,6 +174,8 @@ def prepare_data(features: FeatureSet, labels: LabelTable, multilabel: bool, see
         multilabel=multilabel,
         split=split,
         skipped=skipped,
+        train_audio=None if audio is None else [audio.features[videos[i]] for i in train],
+        test_audio=None if audio is None else [audio.features[videos[i]] for i in test],
     )
 
 
@@ -182,9 +204,19 @@ def pad_batch(
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-def build_classifier(head: str, dim: int, num_classes: int, settings: PoolingSettings, multilabel: bool):
-    """A :class:`PooledClassifier` for ``head`` with the run's settings."""
-    from ssl_video.models.pooling import PooledClassifier, create_pooling_head, pooling_head_options
+def build_classifier(
+    head: str, dim: int, num_classes: int, settings: PoolingSettings, multilabel: bool, audio_dim: int | None = None
+):
+    """A :class:`PooledClassifier` for ``head`` with the run's settings; with ``audio_dim`` a
+    :class:`TwoStreamClassifier` (one ``head`` per stream)."""
+    import math
+
+    from ssl_video.models.pooling import (
+        PooledClassifier,
+        TwoStreamClassifier,
+        create_pooling_head,
+        pooling_head_options,
+    )
 
     try:
         clustered = pooling_head_options(head)["clustered"]
@@ -195,10 +227,25 @@ def build_classifier(head: str, dim: int, num_classes: int, settings: PoolingSet
             f"unknown head '{head}'; choose from {', '.join(list_pooling_heads())} or all"
         ) from None
     kwargs = dict(settings.head_kwargs.get(head, {}))
+    if head == "transformer":
+        common = dim if audio_dim is None else math.gcd(dim, audio_dim)
+        kwargs.setdefault("heads", next(h for h in (4, 2, 1) if common % h == 0))
+    if audio_dim is not None:
+        kwargs.pop("clusters", None)
+        return TwoStreamClassifier(
+            dim,
+            audio_dim,
+            num_classes,
+            head=head,
+            clusters=settings.clusters,
+            audio_clusters=settings.audio_clusters,
+            hidden=settings.hidden,
+            gating=settings.gating,
+            classifier=settings.classifier_for(multilabel),
+            **kwargs,
+        )
     if clustered:
         kwargs.setdefault("clusters", settings.clusters)
-    if head == "transformer":
-        kwargs.setdefault("heads", next(h for h in (4, 2, 1) if dim % h == 0))
     pool = create_pooling_head(head, dim, **kwargs)
     return PooledClassifier(
         pool,
@@ -240,8 +287,10 @@ def train_classifier(
     multilabel: bool,
     progress: bool = False,
     desc: str = "train",
+    audio: Sequence[np.ndarray] | None = None,
 ) -> dict:
-    """Train ``model`` in place; returns ``{"train_time_s", "final_loss"}``."""
+    """Train ``model`` in place (``audio``: the second stream's sequences, aligned with ``x``); returns
+    ``{"train_time_s", "final_loss"}``."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -257,9 +306,9 @@ def train_classifier(
     for _ in bar:
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, rng):
-            xb, mb = pad_batch([x[i] for i in idx], settings.max_clips, rng)
             yb = targets[idx].to(device)
-            logits = model(xb.to(device), mb.to(device))
+            logits = _forward(model, [x[i] for i in idx], None if audio is None else [audio[i] for i in idx],
+                              settings.max_clips, rng, device)
             loss = (
                 F.binary_cross_entropy_with_logits(logits, yb) if multilabel else F.cross_entropy(logits, yb)
             )
@@ -275,7 +324,22 @@ def train_classifier(
     return {"train_time_s": time.perf_counter() - start, "final_loss": loss_value}
 
 
-def predict(model, x: Sequence[np.ndarray], settings: PoolingSettings, multilabel: bool) -> np.ndarray:
+def _forward(model, x, audio, max_clips, rng, device):
+    """Logits of one batch: padded sequences and masks of one stream, or of two (video, audio)."""
+    xb, mb = pad_batch(x, max_clips, rng)
+    if audio is None:
+        return model(xb.to(device), mb.to(device))
+    ab, amb = pad_batch(audio, max_clips, rng)
+    return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device))
+
+
+def predict(
+    model,
+    x: Sequence[np.ndarray],
+    settings: PoolingSettings,
+    multilabel: bool,
+    audio: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
     """Scores ``(V, C)``: softmax probabilities (multi-class) or sigmoid probabilities (multi-label)."""
     import torch
 
@@ -284,8 +348,8 @@ def predict(model, x: Sequence[np.ndarray], settings: PoolingSettings, multilabe
     out = []
     with torch.no_grad():
         for i in range(0, len(x), settings.batch_size):
-            xb, mb = pad_batch(x[i : i + settings.batch_size], settings.max_clips)
-            logits = model(xb.to(device), mb.to(device)).float()
+            part = None if audio is None else audio[i : i + settings.batch_size]
+            logits = _forward(model, x[i : i + settings.batch_size], part, settings.max_clips, None, device).float()
             out.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
     return np.concatenate(out, axis=0)
 
@@ -314,11 +378,11 @@ def evaluate_heads(
     rows = []
     for head in heads:
         torch.manual_seed(settings.seed)
-        model = build_classifier(head, data.dim, len(data.classes), settings, data.multilabel)
+        model = build_classifier(head, data.dim, len(data.classes), settings, data.multilabel, data.audio_dim)
         stats = train_classifier(
-            model, data.train_x, data.train_y, settings, data.multilabel, progress, desc=head
+            model, data.train_x, data.train_y, settings, data.multilabel, progress, desc=head, audio=data.train_audio
         )
-        scores = predict(model, data.test_x, settings, data.multilabel)
+        scores = predict(model, data.test_x, settings, data.multilabel, audio=data.test_audio)
         row = {"head": head, **score_predictions(scores, data.test_y, data.multilabel)}
         row["parameters"] = count_parameters(model)
         row["train_time_s"] = round(stats["train_time_s"], 3)
@@ -336,13 +400,15 @@ def run_pooling_eval(
     out_dir: str | Path | None = None,
     sources: dict | None = None,
     progress: bool = False,
+    audio: FeatureSet | None = None,
 ) -> dict:
-    """Run the protocol; writes report.json/report.md/PNG into ``out_dir`` when given.
+    """Run the protocol (two streams when ``audio`` is given); writes report.json/report.md/PNG into
+    ``out_dir`` when given.
 
     Returns ``{"report": dict, "table": rows, "files": {kind: path}}``.
     """
     device = str(_device(settings.device))
-    data = prepare_data(features, labels, multilabel, settings.seed)
+    data = prepare_data(features, labels, multilabel, settings.seed, audio)
     table = evaluate_heads(data, heads, settings, progress)
     metric = "gap@20" if multilabel else "top1"
     report = {
@@ -350,7 +416,9 @@ def run_pooling_eval(
         **(sources or {}),
         "task": "multi-label" if multilabel else "multi-class",
         "metric": metric,
+        "streams": "video" if audio is None else "video + audio (late fusion)",
         "feature_dim": data.dim,
+        **({} if audio is None else {"audio_feature_dim": data.audio_dim}),
         "classes": len(data.classes),
         "train_videos": len(data.train_x),
         "test_videos": len(data.test_x),
@@ -390,3 +458,73 @@ def write_pooling_report(out_dir, report: dict, table: list[dict], metric: str, 
         plot_columns=[metric],
         notes=notes,
     )
+
+
+def run_pooling_on_dataset(
+    inputs, heads: Sequence[str], settings: PoolingSettings, progress: bool = False
+) -> dict:
+    """Pooling heads on a dataset's per-clip features, every requested split (multi-class, top-1/top-5).
+
+    ``inputs`` is an :class:`~ssl_video.evaluation.runner.EvalInputs`: the clip sequences come from the shared
+    feature cache (extracted once, the same entry the linear probe and retrieval use), each split's training
+    videos train every head and its test videos score it. Writes ``inputs.out/report.{json,md}`` and a bar
+    chart of the mean top-1 per head; returns ``{"report", "table", "files"}``.
+    """
+    from ssl_video.evaluation.runner import base_report, prepare_features, split_subset, split_summary
+
+    layout, splits, encoder, protocol, table = prepare_features(inputs)
+    results: dict[str, dict[str, dict]] = {head: {} for head in heads}
+    for s in splits:
+        train_x, train_y, train_ids = split_subset(layout, table, s, "train", table.clips)
+        test_x, test_y, test_ids = split_subset(layout, table, s, "test", table.clips)
+        if len(train_y) < 2 or len(test_y) == 0:
+            raise UserError(f"split {s}: need at least 2 readable training videos and 1 test video")
+        data = PoolingData(
+            train_x=[np.asarray(x, dtype=np.float32) for x in train_x],
+            train_y=train_y,
+            test_x=[np.asarray(x, dtype=np.float32) for x in test_x],
+            test_y=test_y,
+            train_names=train_ids,
+            test_names=test_ids,
+            classes=layout.classes,
+            multilabel=False,
+            split=f"official split {s}",
+        )
+        for row in evaluate_heads(data, heads, settings, progress):
+            results[row["head"]][s] = {**row, "train_videos": len(train_y), "test_videos": len(test_y)}
+    rows, means, stds = [], {}, {}
+    for head, by_split in results.items():
+        means[head], stds[head] = split_summary(by_split, ["top1", "top5"])
+        rows.append({
+            "head": head,
+            "top1": means[head]["top1"],
+            "top1_std": stds[head]["top1"],
+            "top5": means[head]["top5"],
+            **{f"top1_split{s}": by_split[s]["top1"] for s in splits},
+            "parameters": by_split[splits[0]]["parameters"],
+            "train_time_s": round(sum(r["train_time_s"] for r in by_split.values()), 3),
+            "final_train_loss": float(np.mean([r["final_train_loss"] for r in by_split.values()])),
+        })
+    report = base_report("pooling", inputs, layout, splits, encoder, protocol, table, {
+        "video_feature": "sequence of the clips' pooled encoder outputs in time order (feature cache, float16)",
+        "task": "multi-class", "metric": "top1", "split": "official splits (train -> test)",
+        **{k: v for k, v in asdict(settings).items() if k not in ("device", "audio_clusters")},
+        "classifier": settings.classifier_for(False),
+        "selection": "last epoch (nothing selected on test)",
+    })
+    report.update({
+        "splits": {s: {head: {k: results[head][s][k] for k in ("top1", "top5", "train_videos", "test_videos")}
+                       for head in heads} for s in splits},
+        "mean": means,
+        "std": stds,
+        "device": str(_device(settings.device)),
+    })
+    notes = [
+        f"Encoder: `{encoder.provenance.get('source') or encoder.provenance.get('architecture')}` "
+        f"({encoder.provenance.get('init')}); videos listed {report['videos_listed']}, evaluated "
+        f"{report['videos_evaluated']}, skipped {len(report['skipped'])}. Pooling heads trained on each split's "
+        "training videos (frozen clip features, same seed and budget for every head), tested on its test videos; "
+        "top-1/top-5 are means over splits.",
+    ]
+    files = write_pooling_report(inputs.out, report, rows, "top1", notes)
+    return {"report": report, "table": rows, "files": files}

@@ -20,7 +20,8 @@ from ssl_video.evaluation.plots import confused_pairs_chart, split_bars
 from ssl_video.evaluation.report import write_report
 from ssl_video.evaluation.retrieval import retrieval_recall
 
-__all__ = ["EvalInputs", "run_linear_probe", "run_retrieval"]
+__all__ = ["EvalInputs", "run_linear_probe", "run_retrieval", "resolve_inputs", "prepare_features", "split_subset",
+           "split_summary", "base_report", "write_split_report"]
 
 
 @dataclass
@@ -47,7 +48,8 @@ class EvalInputs:
     progress: bool = True
 
 
-def _prepare(inputs: EvalInputs):
+def resolve_inputs(inputs: EvalInputs):
+    """The dataset layout, the requested splits (each with train and test), the encoder and its clip protocol."""
     from ssl_video.data.datasets import load_layout
 
     layout = load_layout(inputs.dataset, root=inputs.root, videos=inputs.videos, splits=inputs.split_dir)
@@ -63,6 +65,12 @@ def _prepare(inputs: EvalInputs):
         raise UserError(f"encoder {inputs.encoder} is not a video encoder")
     protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=inputs.clips if inputs.clips else 10,
                                         frames=inputs.frames, fps=inputs.fps, crop=inputs.crop, resize=inputs.resize)
+    return layout, splits, encoder, protocol
+
+
+def prepare_features(inputs: EvalInputs):
+    """:func:`resolve_inputs`, then the (cached) features of every listed video: ``(..., FeatureTable)``."""
+    layout, splits, encoder, protocol = resolve_inputs(inputs)
     # every video of the dataset (all splits), in a fixed order: one cache entry serves every split
     paths = sorted(r.path for r in layout.listed())
     table = extract_features(encoder, paths, protocol, device=inputs.device, batch_size=inputs.batch_size,
@@ -71,7 +79,9 @@ def _prepare(inputs: EvalInputs):
     return layout, splits, encoder, protocol, table
 
 
-def _subset(layout, table, split: str, subset: str, features: np.ndarray):
+def split_subset(layout, table, split: str, subset: str, features: np.ndarray):
+    """Rows of ``features`` (indexed like ``table.paths``) for the readable videos of one split's subset,
+    with their labels and video ids."""
     all_records = layout.splits[split][subset]
     keep = table.ok[table.rows([r.path for r in all_records])]
     records = [r for r, ok in zip(all_records, keep) if ok]
@@ -80,13 +90,14 @@ def _subset(layout, table, split: str, subset: str, features: np.ndarray):
     return features[rows], labels, [r.video_id for r in records]
 
 
-def _summary(per_split: dict[str, dict], keys: list[str]) -> tuple[dict, dict]:
+def split_summary(per_split: dict[str, dict], keys: list[str]) -> tuple[dict, dict]:
+    """Mean and (population) standard deviation over splits of every metric in ``keys``."""
     mean = {k: float(np.mean([v[k] for v in per_split.values()])) for k in keys}
     std = {k: float(np.std([v[k] for v in per_split.values()])) for k in keys}
     return mean, std
 
 
-def _base_report(kind: str, inputs: EvalInputs, layout, splits, encoder, protocol, table, settings: dict) -> dict:
+def base_report(kind: str, inputs: EvalInputs, layout, splits, encoder, protocol, table, settings: dict) -> dict:
     skipped = sorted(table.skipped)
     return {
         "protocol": {"name": kind, "dataset": inputs.dataset, "splits": splits, "clip": asdict(protocol),
@@ -107,18 +118,18 @@ def run_linear_probe(inputs: EvalInputs, settings: ProbeSettings | None = None) 
     """Linear probe on every requested split; writes ``OUT/report.{json,md}`` and plots."""
     settings = settings or ProbeSettings(seed=inputs.seed)
     started = time.time()
-    layout, splits, encoder, protocol, table = _prepare(inputs)
+    layout, splits, encoder, protocol, table = prepare_features(inputs)
     per_split, confusion = {}, None
     for s in splits:
-        train_x, train_y, train_ids = _subset(layout, table, s, "train", table.mean)
-        test_x, test_y, _ = _subset(layout, table, s, "test", table.mean)
+        train_x, train_y, train_ids = split_subset(layout, table, s, "train", table.mean)
+        test_x, test_y, _ = split_subset(layout, table, s, "test", table.mean)
         if len(train_y) == 0 or len(test_y) == 0:
             raise UserError(f"split {s}: no readable {'training' if len(train_y) == 0 else 'test'} video")
         result = probe_split(train_x, train_y, train_ids, test_x, test_y, len(layout.classes), settings)
         confusion = result.pop("confusion") + (0 if confusion is None else confusion)
         per_split[s] = result
-    mean, std = _summary(per_split, ["top1", "top5"])
-    report = _base_report("linear-probe", inputs, layout, splits, encoder, protocol, table, {
+    mean, std = split_summary(per_split, ["top1", "top5"])
+    report = base_report("linear-probe", inputs, layout, splits, encoder, protocol, table, {
         "classifier": "multinomial logistic regression (L-BFGS) on L2-normalised video features "
                       "(mean of clip features)",
         "l2_grid": list(settings.l2_grid), "holdout_fraction": settings.holdout_fraction,
@@ -127,36 +138,37 @@ def run_linear_probe(inputs: EvalInputs, settings: ProbeSettings | None = None) 
         "reported_epoch": "n/a (convex problem solved to convergence)", "seed": settings.seed,
     })
     report.update({"splits": per_split, "mean": mean, "std": std, "seconds": round(time.time() - started, 2)})
-    _write(inputs.out, report, per_split, ["top1", "top5"], "Linear probe", confusion, layout.classes)
+    write_split_report(inputs.out, report, per_split, ["top1", "top5"], "Linear probe", confusion, layout.classes)
     return report
 
 
 def run_retrieval(inputs: EvalInputs, ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict:
     """Retrieval: test videos query the training videos of each split; recall@k."""
     started = time.time()
-    layout, splits, encoder, protocol, table = _prepare(inputs)
+    layout, splits, encoder, protocol, table = prepare_features(inputs)
     per_split = {}
     for s in splits:
-        gallery, gallery_y, _ = _subset(layout, table, s, "train", table.mean_l2)
-        queries, query_y, _ = _subset(layout, table, s, "test", table.mean_l2)
+        gallery, gallery_y, _ = split_subset(layout, table, s, "train", table.mean_l2)
+        queries, query_y, _ = split_subset(layout, table, s, "test", table.mean_l2)
         if len(gallery_y) == 0 or len(query_y) == 0:
             raise UserError(f"split {s}: no readable {'training' if len(gallery_y) == 0 else 'test'} video")
         per_split[s] = {**retrieval_recall(queries, query_y, gallery, gallery_y, ks),
                         "queries": int(len(query_y)), "gallery": int(len(gallery_y))}
     keys = [f"recall@{k}" for k in ks]
-    mean, std = _summary(per_split, keys)
-    report = _base_report("retrieval", inputs, layout, splits, encoder, protocol, table, {
+    mean, std = split_summary(per_split, keys)
+    report = base_report("retrieval", inputs, layout, splits, encoder, protocol, table, {
         "similarity": "cosine (faiss exact inner product on L2-normalised features)",
         "video_feature": "mean of L2-normalised clip features (pooled encoder output)",
         "queries": "test split", "gallery": "train split", "hit": "any of the top k shares the query's class",
         "ks": list(ks),
     })
     report.update({"splits": per_split, "mean": mean, "std": std, "seconds": round(time.time() - started, 2)})
-    _write(inputs.out, report, per_split, keys, "Retrieval", None, layout.classes)
+    write_split_report(inputs.out, report, per_split, keys, "Retrieval", None, layout.classes)
     return report
 
 
-def _write(out: str, report: dict, per_split: dict, keys: list[str], title: str, confusion, classes) -> None:
+def write_split_report(out: str, report: dict, per_split: dict, keys: list[str], title: str, confusion, classes) -> None:
+    """``report.json``/``report.md``, per-split bars and (with a confusion matrix) the most confused pairs."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [split_bars(out_dir / "splits.png", per_split, keys, title)]

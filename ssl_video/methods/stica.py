@@ -51,6 +51,7 @@ __all__ = [
     "window_cells",
     "crop_boxes",
     "feature_crops",
+    "crop_pair_losses",
     "STiCA",
     "build_stica",
 ]
@@ -353,31 +354,44 @@ class STiCA(nn.Module):
         return [crop_boxes(grid, self.cfg.crops, rng) for grid in grids]
 
     def _crop_losses(self, maps: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        cfg = self.cfg
         boxes = self.draw_crop_boxes([tuple(m.shape[2:]) for m in maps])
-        cache: dict[tuple[int, str, int], Tensor] = {}
+        loss, terms = crop_pair_losses(boxes, lambda view, box: self.embed_map(box.slice(maps[view])),
+                                       self.cfg.crops, self.cfg.within_temperature)
+        return (maps[0].new_zeros((), dtype=torch.float32) if loss is None else loss), terms
 
-        def embed(view: int, group: str, index: int) -> Tensor:
-            key = (view, group, index)
-            if key not in cache:
-                cache[key] = self.embed_map(boxes[view][group][index].slice(maps[view]))
-            return cache[key]
 
-        temp = cfg.within_temperature
-        pairs: dict[str, list[Tensor]] = {}
-        for kind in ("spatial", "temporal"):
-            large, small = f"{kind}_large", f"{kind}_small"
-            for i in range(len(boxes[0][large])):
-                if cfg.crops.pair_every_large or i == 1:
-                    a, b = embed(0, large, i), embed(1, large, i)
-                    pairs.setdefault(f"crop_{kind}_ll", []).append(0.5 * (info_nce(a, b, temp) + info_nce(b, a, temp)))
-                for j in range(len(boxes[1][small])):
-                    pairs.setdefault(f"crop_{kind}_sl", []).append(info_nce(embed(1, small, j), embed(0, large, i), temp))
-        losses = [loss for group in pairs.values() for loss in group]
-        if not losses:
-            return maps[0].new_zeros((), dtype=torch.float32), {}
-        terms = {name: torch.stack(group).mean() for name, group in pairs.items()}
-        return torch.stack(losses).mean(), terms
+def crop_pair_losses(boxes: list[dict[str, list[CropBox]]], embed, crops: FeatureCropConfig,
+                     temperature: float) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """The within-modal crop loss for two views' crop ``boxes`` (see the module docstring for the pairs).
+
+    ``embed(view, box)`` gives the unit-norm embedding of one crop (each is computed once): slicing a
+    feature map for Feature Crop; a benchmark passes input-space crops through the backbone instead.
+    Returns the mean over all pairs (None when the boxes make no pair) and the mean of each pair kind.
+    """
+    cache: dict[tuple[int, str, int], Tensor] = {}
+
+    def crop(view: int, group: str, index: int) -> Tensor:
+        key = (view, group, index)
+        if key not in cache:
+            cache[key] = embed(view, boxes[view][group][index])
+        return cache[key]
+
+    pairs: dict[str, list[Tensor]] = {}
+    for kind in ("spatial", "temporal"):
+        large, small = f"{kind}_large", f"{kind}_small"
+        for i in range(len(boxes[0][large])):
+            if crops.pair_every_large or i == 1:
+                a, b = crop(0, large, i), crop(1, large, i)
+                pairs.setdefault(f"crop_{kind}_ll", []).append(
+                    0.5 * (info_nce(a, b, temperature) + info_nce(b, a, temperature)))
+            for j in range(len(boxes[1][small])):
+                pairs.setdefault(f"crop_{kind}_sl", []).append(
+                    info_nce(crop(1, small, j), crop(0, large, i), temperature))
+    losses = [loss for group in pairs.values() for loss in group]
+    if not losses:
+        return None, {}
+    terms = {name: torch.stack(group).mean() for name, group in pairs.items()}
+    return torch.stack(losses).mean(), terms
 
 
 # ----------------------------------------------------------------------------------------------------

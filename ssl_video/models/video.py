@@ -76,11 +76,19 @@ class VideoBasicBlock(nn.Module):
         return self.relu(self.conv2(self.conv1(x)) + shortcut)
 
 
-def video_stem(kind: str, out_channels: int, width: float) -> nn.Sequential:
+def frame_differences(x: torch.Tensor) -> torch.Tensor:
+    """``B x 3 x T x H x W`` -> ``B x 6 x T x H x W``: the frames and their forward differences
+    ``x[t + 1] - x[t]`` (zero at the last step), which expose motion against a static background."""
+    diff = torch.zeros_like(x)
+    diff[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    return torch.cat([x, diff], dim=1)
+
+
+def video_stem(kind: str, out_channels: int, width: float, in_channels: int = 3) -> nn.Sequential:
     if kind == "2+1d":
         mid = scaled_channels(45, width)
         return nn.Sequential(
-            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.Conv3d(in_channels, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
             nn.BatchNorm3d(mid),
             nn.ReLU(inplace=True),
             nn.Conv3d(mid, out_channels, (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
@@ -88,21 +96,26 @@ def video_stem(kind: str, out_channels: int, width: float) -> nn.Sequential:
             nn.ReLU(inplace=True),
         )
     return nn.Sequential(
-        nn.Conv3d(3, out_channels, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+        nn.Conv3d(in_channels, out_channels, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
         nn.BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
     )
 
 
 class VideoResNet(Encoder):
-    """A 3-D ResNet of basic blocks: ``stem``, ``layer1`` .. ``layer4`` (spatial stride 16 after the stem)."""
+    """A 3-D ResNet of basic blocks: ``stem``, ``layer1`` .. ``layer4`` (spatial stride 16 after the stem).
+
+    ``frame_diff``: the stem also sees the forward frame differences (6 input channels; the input
+    contract stays RGB). Not in torchvision's models; useful when motion is small against a static scene.
+    """
 
     def __init__(self, blocks: tuple[int, int, int, int], conv_kinds: tuple[str, str, str, str], stem: str,
-                 width: float = 1.0):
+                 width: float = 1.0, frame_diff: bool = False):
         super().__init__()
         width = check_width(width)
+        self.frame_diff = bool(frame_diff)
         channels = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
-        self.stem = video_stem(stem, channels[0], width)
+        self.stem = video_stem(stem, channels[0], width, in_channels=6 if self.frame_diff else 3)
         in_channels = channels[0]
         for index, (count, kind, out_channels) in enumerate(zip(blocks, conv_kinds, channels, strict=True)):
             stride = 1 if index == 0 else 2
@@ -114,7 +127,7 @@ class VideoResNet(Encoder):
         init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.stem(frame_differences(x) if self.frame_diff else x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
@@ -134,9 +147,9 @@ _RESNET_VIDEO_INPUT = dict(fps=15.0, crop_size=112, resize_size=(128, 171), mean
     modality="video", frames=30, fps=30.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
     source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 30 frames at 30 fps, 112x112",
 )
-def r2plus1d_18(width: float = 1.0) -> VideoResNet:
+def r2plus1d_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
     """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder)."""
-    return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width)
+    return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff)
 
 
 @register_encoder(
@@ -144,27 +157,27 @@ def r2plus1d_18(width: float = 1.0) -> VideoResNet:
     source="TSP (Alwassel et al. 2021), official code HumamAlwassel/TSP: 16 frames at 15 fps, "
            "resize 128x171, crop 112",
 )
-def r2plus1d_34(width: float = 1.0) -> VideoResNet:
+def r2plus1d_34(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
     """R(2+1)D-34: (2+1)D basic blocks 3-4-6-3, 512-d (the TSP encoder)."""
-    return VideoResNet((3, 4, 6, 3), ("2+1d",) * 4, stem="2+1d", width=width)
+    return VideoResNet((3, 4, 6, 3), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff)
 
 
 @register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112); also a TSP backbone",
 )
-def r3d_18(width: float = 1.0) -> VideoResNet:
+def r3d_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
     """R3D-18: 3x3x3 basic blocks 2-2-2-2, 512-d."""
-    return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width)
+    return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width, frame_diff=frame_diff)
 
 
 @register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112)",
 )
-def mc3_18(width: float = 1.0) -> VideoResNet:
+def mc3_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
     """MC3-18: 3x3x3 convs in layer1, 1x3x3 (no temporal) in layers 2-4, 512-d."""
-    return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width)
+    return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width, frame_diff=frame_diff)
 
 
 # ---------------------------------------------------------------------------------------------- S3D
