@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml | ffmpeg
 demo: install
 	$(BIN)/ssl-video demo --out $(DEMO_OUT)
 
+# the tests marked `slurm` start a real single-node Slurm: its Debian packages are installed here (root only)
 test: install
+	sh tests/slurm/install.sh
 	$(BIN)/python -m pytest -q tests
 
 test-fast: install

@@ -37,28 +37,32 @@ def default_recipe_path() -> Path:
 class DemoSettings:
     out: Path
     seed: int = 0
-    pretrain_videos_per_class: int = 60  # pretraining set: 8 classes x this, 8 s each
-    pretrain_seconds_per_video: float = 8.0
+    pretrain_videos_per_class: int = 250  # pretraining set: 8 classes x this, 2 s each (many distinct
+    pretrain_seconds_per_video: float = 2.0  # videos: a small pool invites memorising each video's sound)
     eval_videos_per_class: int = 30  # evaluation set (3 group-wise splits), 4 s each
+    probe_clips: int = 4  # uniformly spaced 1 s clips per 4 s evaluation video
+    amplitude_px: tuple[float, float] = (7.0, 10.0)  # motion amplitude of the synthetic object (both sets)
     recipe: Path | None = None  # None: default_recipe_path()
     overrides: list[str] = field(default_factory=list)  # dotted recipe overrides
     workers: int = 2
     progress: bool = True
 
 
-def _synthesise(directory: Path, videos_per_class: int, seconds: float, seed: int, workers: int,
-                progress: bool) -> dict:
+def _synthesise(directory: Path, videos_per_class: int, seconds: float, seed: int, settings: DemoSettings) -> dict:
     """Write the synthetic dataset unless an identical one is already there."""
     from ssl_video.data.synth import generate_synthetic_dataset
 
     summary_file = directory / "synth.json"
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text())
-        made = (summary.get("parameters", {}).get("videos_per_class"), summary.get("seconds"), summary.get("seed"))
-        if made == (videos_per_class, seconds, seed):
+        parameters = summary.get("parameters", {})
+        made = (parameters.get("videos_per_class"), summary.get("seconds"), summary.get("seed"),
+                parameters.get("nuisance", {}).get("amplitude_px"))
+        if made == (videos_per_class, seconds, seed, list(settings.amplitude_px)):
             return summary
     return generate_synthetic_dataset(directory, videos_per_class=videos_per_class, seconds=seconds, seed=seed,
-                                      workers=workers, progress=progress)
+                                      workers=settings.workers, progress=settings.progress,
+                                      amplitude_px=settings.amplitude_px)
 
 
 def _read_metrics(run_dir: Path) -> list[dict]:
@@ -72,7 +76,7 @@ def _probe(encoder: str, encoder_args: dict, eval_dir: Path, out: Path, settings
     from ssl_video.evaluation.runner import EvalInputs, run_linear_probe
 
     inputs = EvalInputs(encoder=encoder, encoder_args=encoder_args, dataset="synthetic", root=str(eval_dir),
-                        seed=settings.seed, workers=settings.workers, cache_dir=str(settings.out / "feature_cache"),
+                        clips=settings.probe_clips, seed=settings.seed, workers=settings.workers, cache_dir=str(settings.out / "feature_cache"),
                         out=str(out), progress=settings.progress)
     return run_linear_probe(inputs)
 
@@ -107,9 +111,8 @@ def run_demo(settings: DemoSettings) -> dict:
 
     print(f"[1/4] synthetic audio-visual data: pretraining set {pretrain_dir}, evaluation set {eval_dir}", flush=True)
     pretrain_data = _synthesise(pretrain_dir, settings.pretrain_videos_per_class, settings.pretrain_seconds_per_video,
-                                seed=1000 + settings.seed, workers=settings.workers, progress=settings.progress)
-    eval_data = _synthesise(eval_dir, settings.eval_videos_per_class, 4.0, seed=settings.seed,
-                            workers=settings.workers, progress=settings.progress)
+                                seed=1000 + settings.seed, settings=settings)
+    eval_data = _synthesise(eval_dir, settings.eval_videos_per_class, 4.0, seed=settings.seed, settings=settings)
     data_seconds = time.time() - started
 
     overrides = [f"data.root={pretrain_dir}", f"seed={settings.seed}", *settings.overrides]
@@ -132,7 +135,8 @@ def run_demo(settings: DemoSettings) -> dict:
 
     metrics = _read_metrics(run_dir)
     plots = {
-        "loss": str(loss_curves(out / "loss_curves.png", metrics, ["loss", "loss_av", "loss_crop"],
+        "loss": str(loss_curves(out / "loss_curves.png", metrics,
+                                [k for k in ("loss", "loss_av", "loss_crop") if any(row.get(k) for row in metrics)],
                                 "STiCA pretraining losses")),
         "accuracy": str(accuracy_comparison(out / "accuracy.png",
                                             {"pretrained": pretrained["splits"], "random init": random_init["splits"]},

@@ -334,3 +334,34 @@ def test_builder_makes_a_two_view_dataset_and_a_working_method(tmp_path):
     out = method(batch)
     out["loss"].backward()
     assert math.isfinite(out["loss"].item())
+
+
+def test_undetached_keys_give_the_same_loss_and_the_gradient_of_both_sides():
+    """``detach_keys: false``: same loss value; gradients equal those of a plain two-sided NCE."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    published = STiCA(tiny_config(feature_crop=False)).eval()
+    both = STiCA(tiny_config(feature_crop=False, detach_keys=False)).eval()
+    both.load_state_dict(published.state_dict())
+    batch = tiny_batch()
+    a, b = published(batch)["loss"], both(batch)["loss"]
+    assert torch.allclose(a, b)
+    b.backward()
+    got = {n: p.grad.clone() for n, p in both.named_parameters() if p.grad is not None}
+
+    both.zero_grad()
+    v = [both.embed_map(both.video_features(batch["video"][:, view])) for view in range(2)]
+    s = both.embed_audio(batch["audio"])
+    target = torch.arange(4)
+
+    def two_sided(x, y):
+        logits = x @ y.t() / both.cfg.cross_temperature
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+    reference = both.cfg.av_weight * 0.5 * (two_sided(v[0], s) + two_sided(v[1], s))
+    assert torch.allclose(reference, b)
+    reference.backward()
+    for name, grad in got.items():
+        assert torch.allclose(dict(both.named_parameters())[name].grad, grad, atol=1e-6), name
+    assert any(n.startswith("audio_encoder") for n in got) and any(n.startswith("video_encoder") for n in got)

@@ -191,3 +191,16 @@ def test_bad_arguments(tmp_path):
         generate_synthetic_dataset(tmp_path, classes=0, progress=False)
     with pytest.raises(UserError):
         generate_synthetic_dataset(tmp_path, videos_per_class=1, progress=False)
+
+
+@pytest.mark.parametrize("amplitude", [(3.0, 5.0), (7.0, 10.0)])
+def test_amplitude_range_sets_how_far_the_object_moves(amplitude):
+    for seed in range(6):
+        _, _, info = render_video(seed % 8, rng=seed, seconds=2.0, amplitude_px=amplitude, clean=True)
+        assert amplitude[0] <= info["amplitude_px"] <= amplitude[1]
+        positions = np.asarray(info["positions"])
+        # the object's excursion along its axis spans the amplitude on both sides (two full cycles at most)
+        centred = positions - positions.mean(0)
+        assert np.abs(centred).max() <= info["amplitude_px"] + 1.0
+    with pytest.raises(UserError, match="amplitude_px"):
+        render_video(0, amplitude_px=(5.0, 3.0))

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     synth.add_argument("--sample-rate", type=int, default=16000, help="audio sample rate (default 16000)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
+    synth.add_argument("--amplitude", type=float, nargs=2, default=(3.0, 5.0), metavar=("LOW", "HIGH"),
+                       help="range of the motion amplitude in pixels at 32 px (default 3 5)")
 
     untrimmed = add_command(data, "synth-untrimmed", "write untrimmed synthetic videos with labelled action "
                             "segments and background, plus TSP metadata and ground-truth CSVs",
@@ -80,7 +82,7 @@ def run_synth(args) -> int:
     summary = generate_synthetic_dataset(
         args.out, classes=args.classes, videos_per_class=args.videos_per_class, seconds=args.seconds,
         fps=args.fps, size=tuple(args.size), no_audio_fraction=args.no_audio_fraction, seed=args.seed,
-        sample_rate=args.sample_rate, workers=args.workers,
+        sample_rate=args.sample_rate, workers=args.workers, amplitude_px=tuple(args.amplitude),
     )
     print(f"wrote {summary['videos']} videos of {summary['classes']} classes to {args.out} "
           f"({summary['videos_without_audio']} without audio)")

@@ -28,8 +28,8 @@ def register(subparsers) -> None:
                       help="pretraining recipe (default: recipes/stica_tiny_synthetic.yaml of the repository)")
     demo.add_argument("--videos-per-class", type=int, default=30,
                       help="evaluation videos per class (default 30, 4 s each)")
-    demo.add_argument("--pretrain-videos-per-class", type=int, default=60,
-                      help="pretraining videos per class (default 60, 8 s each)")
+    demo.add_argument("--pretrain-videos-per-class", type=int, default=250,
+                      help="pretraining videos per class (default 250, 2 s each)")
     demo.add_argument("--workers", type=int, default=2, help="data-writing and probe loader processes (default 2)")
 
 

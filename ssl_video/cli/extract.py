@@ -20,7 +20,7 @@ unreadable videos are skipped and listed in the report next to the output."""
 
 def register(subparsers) -> None:
     cmd = add_command(subparsers, "extract", "extract clip features of long videos (h5 or npy; resumable, shardable)",
-                      run_extract, EXAMPLE)
+                      run_extract, EXAMPLE, slurm="array")
     add_encoder_arguments(cmd)
     src = cmd.add_argument_group("videos")
     src.add_argument("--videos", metavar="DIR", help="videos directory (every video under it, or the base of --list)")

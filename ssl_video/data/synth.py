@@ -165,6 +165,7 @@ def render_video(
     size: tuple[int, int] = (32, 32),
     sample_rate: int = 16000,
     clean: bool = False,
+    amplitude_px: tuple[float, float] = AMPLITUDE_PX,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Render one video of class ``class_index`` in memory.
 
@@ -174,9 +175,11 @@ def render_video(
     where the tone bursts start) and ``positions`` (T x 2, the object centre as (x, y) in pixels).
     ``rng`` is a seed, a SeedSequence or a Generator (the Generator is advanced).
     ``clean=True`` leaves out the additive noise (pixel noise and audio white noise) and keeps every
-    other drawn value identical, which makes the structure easy to inspect.
+    other drawn value identical, which makes the structure easy to inspect. ``amplitude_px``: the range of
+    the motion amplitude (half the back-and-forth excursion) at 32 px, scaled with the frame size.
     """
     _check_classes(classes)
+    amplitude_px = _check_amplitude(amplitude_px)
     if not 0 <= class_index < classes:
         raise UserError(f"class_index must be in [0, {classes}), got {class_index}")
     height, width = _check_size(size)
@@ -196,7 +199,7 @@ def render_video(
     gain = gen.uniform(*GAIN_RANGE)
     audio_noise_std = gen.uniform(0.0, AUDIO_NOISE_MAX)
     radius = gen.uniform(*RADIUS_PX) * scale
-    amplitude = gen.uniform(*AMPLITUDE_PX) * scale
+    amplitude = gen.uniform(*amplitude_px) * scale
     shape = "disc" if gen.random() < 0.5 else "square"
     background = gen.uniform(0.0, 1.0, 3)
     for _ in range(100):
@@ -342,7 +345,7 @@ def _render_and_write(job: dict[str, Any]) -> str:
 
     frames, audio, _ = render_video(
         job["class_index"], job["classes"], video_seed(job["seed"], job["class_index"], job["index"]),
-        job["seconds"], job["fps"], job["size"], job["sample_rate"],
+        job["seconds"], job["fps"], job["size"], job["sample_rate"], amplitude_px=job["amplitude_px"],
     )
     path = Path(job["file"])
     tmp = path.with_name(path.stem + ".tmp.mp4")
@@ -363,8 +366,11 @@ def generate_synthetic_dataset(
     sample_rate: int = 16000,
     workers: int = 1,
     progress: bool = True,
+    amplitude_px: tuple[float, float] = AMPLITUDE_PX,
 ) -> dict[str, Any]:
     """Write a synthetic audio-visual dataset under ``out`` in the official UCF101 layout.
+
+    ``amplitude_px`` (at 32 px) sets how far the object moves; see :func:`render_video`.
 
     Files: ``out/UCF-101/<Class>/v_<Class>_gXX_cYY.mp4`` (h264 + AAC, ``size`` = (H, W), even);
     ``out/ucfTrainTestlist/classInd.txt`` (``1 Axis000Slow``, 1-based, in label order, which is
@@ -395,6 +401,7 @@ def generate_synthetic_dataset(
     video_root, list_dir = out / "UCF-101", out / "ucfTrainTestlist"
     names = class_names(classes)
     rows = _video_table(names, videos_per_class)
+    amplitude_px = _check_amplitude(amplitude_px)
     silent = round(no_audio_fraction * len(rows))
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51_1E_47])).permutation(len(rows))
     no_audio = set(perm[:silent].tolist())
@@ -404,6 +411,7 @@ def generate_synthetic_dataset(
         jobs.append({
             **row, "file": str(video_root / row["path"]), "classes": classes, "seed": seed,
             "seconds": seconds, "fps": fps, "size": size, "sample_rate": sample_rate,
+            "amplitude_px": tuple(amplitude_px),
         })
     for name in names:
         (video_root / name).mkdir(parents=True, exist_ok=True)
@@ -446,7 +454,7 @@ def generate_synthetic_dataset(
             "test_groups": split_groups(num_groups),
             "class_design": class_design(classes, sample_rate),
             "nuisance": {
-                "base_size_px": 32, "radius_px": RADIUS_PX, "amplitude_px": AMPLITUDE_PX,
+                "base_size_px": 32, "radius_px": RADIUS_PX, "amplitude_px": list(amplitude_px),
                 "centre_offset_px": CENTRE_OFFSET_PX, "texture_grid": TEXTURE_GRID,
                 "texture_contrast": TEXTURE_CONTRAST, "fine_noise_std": FINE_NOISE_STD,
                 "temporal_noise_max": TEMPORAL_NOISE_MAX, "burst_decay_s": BURST_DECAY_S,
@@ -462,6 +470,13 @@ def generate_synthetic_dataset(
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+def _check_amplitude(amplitude_px: Any) -> tuple[float, float]:
+    low, high = (float(v) for v in amplitude_px)
+    if not 0 < low <= high:
+        raise UserError(f"amplitude_px must be a pair 0 < low <= high, got {tuple(amplitude_px)}")
+    return low, high
 
 
 def _check_classes(classes: int) -> None:

@@ -359,9 +359,7 @@ def generate_untrimmed_dataset(out: str | Path, videos: int = 24, classes: int =
                 bar.update()
     finally:
         bar.close()
-    val = min(videos - 1, round(val_fraction * videos)) if videos > 1 else 0
-    if val_fraction > 0 and videos > 1:
-        val = max(1, val)
+    val = min(videos - 1, max(1, round(val_fraction * videos))) if val_fraction > 0 and videos > 1 else 0
     splits = {"train": list(range(videos - val)), "val": list(range(videos - val, videos))}
     counts = {}
     for split, members in splits.items():

@@ -140,6 +140,7 @@ class StiCAConfig:
     within_temperature: float = 0.5
     av_weight: float = 0.5
     crop_weight: float = 0.5
+    detach_keys: bool = True  # published: gradients through the query side only; False: through both sides
     feature_crop: bool = True  # False: no crop terms (cross-modal only)
     crops: FeatureCropConfig = field(default_factory=FeatureCropConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
@@ -333,7 +334,8 @@ class STiCA(nn.Module):
             valid = (torch.ones(video.shape[0], dtype=torch.bool, device=video.device) if has_audio is None
                      else has_audio.to(device=video.device, dtype=torch.bool).reshape(-1))
             audio_emb = self.embed_audio(batch["audio"])
-            loss_av = 0.5 * sum(cross_modal_nce(self.embed_map(m), audio_emb, cfg.cross_temperature, valid)
+            loss_av = 0.5 * sum(cross_modal_nce(self.embed_map(m), audio_emb, cfg.cross_temperature, valid,
+                                                detach_key=cfg.detach_keys)
                                 for m in maps)
             out["audio_fraction"] = valid.float().mean()
 
@@ -356,12 +358,12 @@ class STiCA(nn.Module):
     def _crop_losses(self, maps: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         boxes = self.draw_crop_boxes([tuple(m.shape[2:]) for m in maps])
         loss, terms = crop_pair_losses(boxes, lambda view, box: self.embed_map(box.slice(maps[view])),
-                                       self.cfg.crops, self.cfg.within_temperature)
+                                       self.cfg.crops, self.cfg.within_temperature, self.cfg.detach_keys)
         return (maps[0].new_zeros((), dtype=torch.float32) if loss is None else loss), terms
 
 
 def crop_pair_losses(boxes: list[dict[str, list[CropBox]]], embed, crops: FeatureCropConfig,
-                     temperature: float) -> tuple[Tensor | None, dict[str, Tensor]]:
+                     temperature: float, detach_keys: bool = True) -> tuple[Tensor | None, dict[str, Tensor]]:
     """The within-modal crop loss for two views' crop ``boxes`` (see the module docstring for the pairs).
 
     ``embed(view, box)`` gives the unit-norm embedding of one crop (each is computed once): slicing a
@@ -369,6 +371,9 @@ def crop_pair_losses(boxes: list[dict[str, list[CropBox]]], embed, crops: Featur
     Returns the mean over all pairs (None when the boxes make no pair) and the mean of each pair kind.
     """
     cache: dict[tuple[int, str, int], Tensor] = {}
+
+    def nce(query: Tensor, key: Tensor) -> Tensor:
+        return info_nce(query, key, temperature, detach_key=detach_keys)
 
     def crop(view: int, group: str, index: int) -> Tensor:
         key = (view, group, index)
@@ -383,10 +388,10 @@ def crop_pair_losses(boxes: list[dict[str, list[CropBox]]], embed, crops: Featur
             if crops.pair_every_large or i == 1:
                 a, b = crop(0, large, i), crop(1, large, i)
                 pairs.setdefault(f"crop_{kind}_ll", []).append(
-                    0.5 * (info_nce(a, b, temperature) + info_nce(b, a, temperature)))
+                    0.5 * (nce(a, b) + nce(b, a)))
             for j in range(len(boxes[1][small])):
                 pairs.setdefault(f"crop_{kind}_sl", []).append(
-                    info_nce(crop(1, small, j), crop(0, large, i), temperature))
+                    nce(crop(1, small, j), crop(0, large, i)))
     losses = [loss for group in pairs.values() for loss in group]
     if not losses:
         return None, {}
