@@ -8,8 +8,9 @@ term uses the full views in both variants. K crops per view alternate large and 
 (published sizes; every large crop paired across the views).
 
 Time: forward + backward + AdamW step, configurations interleaved round by round in one process, median
-per configuration. Peak memory: CUDA's peak allocation on a GPU; on the CPU, the growth of the peak
-resident set over one step measured in a fresh process per configuration.
+per configuration. Peak memory: CUDA's peak allocation during a step on a GPU; on the CPU, the peak
+resident set over two steps minus the resident set before them, in a fresh process per configuration
+(Linux: reads /proc/self/statm).
 
 Prints a table and, as its last line, one JSON object with ``ratio_8_vs_1_feature_crops`` (target
 <= 1.25) and ``ratio_feature_vs_input_8_crops`` (target <= 0.35), both wall-time ratios.
@@ -77,21 +78,28 @@ def train_step(method: STiCA, optimizer, batch: dict, variant: str) -> None:
     optimizer.step()
 
 
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
 def peak_memory_mb(args, variant: str, k: int) -> float:
-    """Peak memory of one step (after a warm-up step): CUDA allocator peak, or resident-set growth."""
+    """Peak memory of a training step over what the built model holds: CUDA allocator peak during the
+    second step, or (CPU) the peak resident set over two steps minus the resident set before them."""
     method, optimizer, batch = build(args, k)
-    train_step(method, optimizer, batch, variant)
-    synchronize(args.device)
     if args.device.startswith("cuda"):
+        train_step(method, optimizer, batch, variant)
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         train_step(method, optimizer, batch, variant)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    # ru_maxrss only grows, so a fresh process measures one configuration
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    train_step(method, optimizer, batch, variant)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    # ru_maxrss only grows (a fresh process per configuration); it is in KiB on Linux
+    base = _resident_bytes()
+    for _ in range(2):
+        train_step(method, optimizer, batch, variant)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20
 
 
 def memory_in_child(args, variant: str, k: int) -> float:

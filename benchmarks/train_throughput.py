@@ -48,8 +48,10 @@ def make_variant(args, name: str):
     method, optimizer, batch = build_step(args.encoder, args.width, args.frames, args.size, args.batch,
                                           args.device, audio_encoder=args.audio_encoder)
     if "channels_last" in options:
-        # convolutions follow their weights' memory format, so each view's input is converted by its first conv
-        method = method.to(memory_format=torch.channels_last_3d)
+        # convolutions follow their weights' memory format, so each view's input is converted by its first conv;
+        # the video encoder's 3-D convs go channels-last-3d, the audio encoder's 2-D convs channels-last
+        method.video_encoder.to(memory_format=torch.channels_last_3d)
+        method.audio_encoder.to(memory_format=torch.channels_last)
     model = torch.compile(method) if "compile" in options else method
     device_type = "cuda" if args.device.startswith("cuda") else "cpu"
     autocast = (lambda: torch.autocast(device_type=device_type, dtype=torch.bfloat16)) if "bf16" in options \
