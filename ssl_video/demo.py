@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ssl_video.engine.run_dir import RunDir
 from ssl_video.errors import UserError
 
 __all__ = ["DemoSettings", "default_recipe_path", "run_demo", "demo_table"]
@@ -65,11 +66,23 @@ def _synthesise(directory: Path, videos_per_class: int, seconds: float, seed: in
                                       amplitude_px=settings.amplitude_px)
 
 
-def _read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
+def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pretrain(recipe, recipe_path: Path, run: RunDir) -> dict:
+    """Train (or resume) in ``run``; a rerun of a finished run keeps the first run's summary and time."""
+    from ssl_video.engine.trainer import train
+
+    before = json.loads(run.summary.read_text()) if run.summary.is_file() else None
+    summary = train(recipe, run.root, recipe_path=recipe_path)
+    if summary["status"] != "completed":
+        raise UserError(f"pretraining stopped ({summary['status']}); rerun the demo with the same --out to resume")
+    if before and before.get("status") == "completed" and before.get("step") == summary["step"]:
+        return before  # nothing was trained this time
+    return summary
 
 
 def _probe(encoder: str, encoder_args: dict, eval_dir: Path, out: Path, settings: DemoSettings) -> dict:
@@ -95,7 +108,6 @@ def _summary(report: dict, out: Path) -> dict:
 def run_demo(settings: DemoSettings) -> dict:
     """Run every stage; returns (and writes to ``out/report.json``) the demo report."""
     from ssl_video.config import load_config
-    from ssl_video.engine.trainer import train
     from ssl_video.evaluation.plots import accuracy_comparison, loss_curves
     from ssl_video.export import export_encoder, read_encoder_config
     from ssl_video.recipe import Recipe
@@ -117,15 +129,13 @@ def run_demo(settings: DemoSettings) -> dict:
 
     overrides = [f"data.root={pretrain_dir}", f"seed={settings.seed}", *settings.overrides]
     recipe = load_config(Recipe, recipe_path, overrides)
-    run_dir = out / "run"
-    print(f"[2/4] STiCA pretraining ({recipe_path.name}) in {run_dir}", flush=True)
-    summary = train(recipe, run_dir, recipe_path=recipe_path)
-    if summary["status"] != "completed":
-        raise UserError(f"pretraining stopped ({summary['status']}); rerun the demo with the same --out to resume")
+    run = RunDir(out / "run")
+    print(f"[2/4] STiCA pretraining ({recipe_path.name}) in {run.root}", flush=True)
+    summary = _pretrain(recipe, recipe_path, run)
 
     encoder_dir = out / "encoder"
     print(f"[3/4] exporting the video encoder to {encoder_dir}", flush=True)
-    export_encoder(run_dir, encoder_dir, encoder="video")
+    export_encoder(run.root, encoder_dir, encoder="video")
     _, exported = read_encoder_config(encoder_dir)
 
     print("[4/4] linear probe on the 3 splits of the evaluation set: pretrained, then random init", flush=True)
@@ -133,7 +143,7 @@ def run_demo(settings: DemoSettings) -> dict:
     random_init = _probe(exported["architecture"], dict(exported["args"]), eval_dir, out / "probe_random_init",
                          settings)
 
-    metrics = _read_metrics(run_dir)
+    metrics = _read_jsonl(run.metrics)
     plots = {
         "loss": str(loss_curves(out / "loss_curves.png", metrics,
                                 [k for k in ("loss", "loss_av", "loss_crop") if any(row.get(k) for row in metrics)],

@@ -82,3 +82,13 @@ def slurm_cluster(tmp_path_factory):
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A tiny synthetic UCF-layout dataset (3 classes x 6 one-second 32x32 videos), one per test module."""
+    from ssl_video.data.synth import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic_dataset(root, classes=3, videos_per_class=6, seconds=1.0, size=(32, 32), progress=False)
+    return root

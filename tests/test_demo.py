@@ -61,6 +61,7 @@ def test_demo_runs_every_stage_and_a_rerun_reuses_them(tmp_path, capsys):
         assert json.loads((out / probe / "report.json").read_text())["feature_cache_hit"] is True
     again = json.loads((out / "report.json").read_text())
     assert again["pretrained"]["top1"] == report["pretrained"]["top1"]
+    assert (again["pretrain_seconds"], again["pretrain_steps"]) == (report["pretrain_seconds"], 4)
 
 
 def test_demo_table_lists_both_encoders_per_split():

@@ -25,15 +25,6 @@ ENCODER_ARGS = {"width": 0.0625}
 MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from ssl_video.data.synth import generate_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_dataset(root, classes=3, videos_per_class=6, seconds=1.0, size=(32, 32), progress=False)
-    return root
-
-
 def tiny_inputs(root, out, **kw):
     return EvalInputs(encoder="r3d_18", encoder_args=dict(ENCODER_ARGS), dataset="synthetic", root=str(root),
                       clips=2, frames=4, fps=8.0, crop=32, resize=40, workers=0, batch_size=4, out=str(out),

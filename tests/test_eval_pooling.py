@@ -310,11 +310,8 @@ def test_two_stream_classifier_built_per_head():
 
 
 @pytest.mark.slow
-def test_encoder_path_trains_heads_per_split_on_cached_clip_features(tmp_path, monkeypatch):
-    from ssl_video.data.synth import generate_synthetic_dataset
-
-    root = tmp_path / "synth"
-    generate_synthetic_dataset(root, classes=3, videos_per_class=6, seconds=1.0, size=(32, 32), progress=False)
+def test_encoder_path_trains_heads_per_split_on_cached_clip_features(synth, tmp_path, monkeypatch):
+    root = synth
     clip_args = ["--clips", 3, "--frames", 4, "--fps", 8, "--crop", 32, "--resize", 32, "--workers", 0,
                  "--cache", tmp_path / "cache"]
     out = tmp_path / "out"

@@ -67,15 +67,6 @@ def test_faiss_recall_equals_brute_force():
             assert ours[f"recall@{k}"] == pytest.approx(np.mean(hits)) == pytest.approx(ref[k])
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from ssl_video.data.synth import generate_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_dataset(root, classes=3, videos_per_class=6, seconds=1.0, size=(32, 32), progress=False)
-    return root
-
-
 def _inputs(synth, tmp_path, **kw):
     return EvalInputs(encoder="r3d_18", encoder_args={"width": 0.0625}, dataset="synthetic", root=str(synth),
                       clips=2, frames=4, fps=8.0, crop=32, resize=32, workers=0, batch_size=4,

@@ -18,6 +18,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def split_bars(path: Path, per_split: dict[str, dict], keys: list[str], title: str) -> Path:
     """Grouped bars: one group per metric, one bar per split, plus the mean with a std error bar."""
     plt = _pyplot()
@@ -35,10 +42,7 @@ def split_bars(path: Path, per_split: dict[str, dict], keys: list[str], title: s
     ax.set_ylabel("fraction")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def confused_pairs_chart(path: Path, confusion: np.ndarray, classes: list[str], n: int = 10) -> Path | None:
@@ -57,10 +61,7 @@ def confused_pairs_chart(path: Path, confusion: np.ndarray, classes: list[str], 
         ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
         ax.set_axis_off()
     ax.set_title("Most confused class pairs (true → predicted)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def loss_curves(path: Path, metrics: list[dict], keys: list[str], title: str) -> Path:
@@ -77,10 +78,7 @@ def loss_curves(path: Path, metrics: list[dict], keys: list[str], title: str) ->
     ax.set_title(title)
     if ax.lines:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def accuracy_comparison(path: Path, results: dict[str, dict[str, dict]], key: str, title: str) -> Path:
@@ -103,7 +101,4 @@ def accuracy_comparison(path: Path, results: dict[str, dict[str, dict]], key: st
     ax.set_ylabel(key)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
