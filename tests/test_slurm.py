@@ -127,6 +127,7 @@ SACCT = """\
 9_0|COMPLETED|0:0|00:00:03
 9_1|RUNNING|0:0|00:00:01
 10|CANCELLED by 0|0:0|00:00:00
+13_1|COMPLETED|0:0|00:00:03
 """
 
 
@@ -137,15 +138,16 @@ def test_job_states_from_accounting_records(monkeypatch):
         calls.append(command[0])
         if command[0] == "sacct":
             return SACCT
-        return "11|PENDING|0:00\n"  # squeue: not in accounting yet
+        return "11|PENDING|0:00\n13_0|PENDING|0:00\n"  # squeue: 11 not in accounting yet, 13's task 0 queued
 
     monkeypatch.setattr(status, "_run", fake_run)
-    states = status.job_states(["7", "8", "9", "10", "11", "12"])
+    states = status.job_states(["7", "8", "9", "10", "11", "12", "13"])
     assert (states["7"].state, states["7"].requeues, states["7"].elapsed) == ("COMPLETED", 2, "00:00:20")
     assert (states["8"].state, states["8"].exit_code) == ("FAILED", "1:0")
     assert states["9"].state == "RUNNING" and states["9"].tasks == {"0": "COMPLETED", "1": "RUNNING"}
     assert states["10"].state == "CANCELLED"
     assert states["11"].state == "PENDING" and states["12"].state == "UNKNOWN"
+    assert states["13"].state == "PENDING"  # a finished task does not finish an array whose other task waits
     assert calls == ["sacct", "squeue"]
 
 

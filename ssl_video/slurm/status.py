@@ -82,16 +82,18 @@ def job_states(job_ids: list[str]) -> dict[str, JobState]:
         state.exit_code, state.elapsed = first[2], first[3]
         if len(tasks) > 1 or job_id not in tasks:
             state.tasks = {task.split("_", 1)[1]: row[1] for task, row in sorted(last.items())}
-    if missing:
-        queue = _run(["squeue", "--noheader", "--jobs", ",".join(missing), "--format=%i|%T|%M"])
-        seen: dict[str, list[str]] = {}
-        for line in (queue or "").splitlines():
-            parts = line.strip().split("|")
-            if len(parts) == 3:
-                seen.setdefault(parts[0].split("_")[0], []).append(parts[1])
-        for job_id in missing:
-            if job_id in seen:
-                result[job_id].state = _overall(seen[job_id])
+    # the queue too: jobs accounting has not recorded yet, and array tasks not dispatched yet (an array job whose
+    # recorded tasks all finished is not finished while another task still waits in the queue)
+    queue = _run(["squeue", "--noheader", "--jobs", ",".join(ids), "--format=%i|%T|%M"])
+    seen: dict[str, list[str]] = {}
+    for line in (queue or "").splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            seen.setdefault(parts[0].split("_")[0], []).append(parts[1])
+    for job_id, queued in seen.items():
+        if job_id in result:
+            recorded = [] if job_id in missing else [result[job_id].state]
+            result[job_id].state = _overall(queued + recorded)
     return result
 
 
