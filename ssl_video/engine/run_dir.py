@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from ssl_video.files import write_json, write_text
+
 __all__ = ["RunDir", "default_run_dir", "git_revision", "environment", "write_env", "MetricsLog", "write_json", "write_text"]
 
 PACKAGES = ("ssl_video", "torch", "torchvision", "torchaudio", "torchcodec", "accelerate", "timm", "numpy")
@@ -125,17 +127,6 @@ def environment(world_size: int, device: str) -> dict:
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` in one step (a temporary file renamed over it)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_env(run: RunDir, env: dict) -> None:
