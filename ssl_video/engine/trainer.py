@@ -370,7 +370,7 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
 
     from ssl_video import __version__
     from ssl_video.config import to_dict
-    from ssl_video.data.clip_dataset import BadFileLog
+    from ssl_video.data.bad_files import BadFiles
     from ssl_video.methods import build_method
 
     started = time.time()
@@ -419,7 +419,7 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
     sampler = EpochBatchSampler(len(dataset), recipe.data.batch_size, world, rank, recipe.data.seed,
                                 steps_per_epoch * accum)
     loader = _make_loader(dataset, sampler, recipe.data.num_workers, pin_memory=cuda)
-    bad_files = BadFileLog(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True))
+    bad_files = BadFiles(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True))
     previous_seconds = float(saved.get("train_seconds", 0.0)) if saved is not None else 0.0
     last_metrics: dict = dict(saved.get("metrics") or {}) if saved is not None else {}
     last_saved = start_step if saved is not None else None
