@@ -8,7 +8,7 @@ _LAZY = {
     "create_encoder": "ssl_video.models.registry",
     "list_encoders": "ssl_video.models.registry",
     "EncoderSpec": "ssl_video.models.registry",
-    "load_encoder": "ssl_video.export",
+    "load_encoder": "ssl_video.models.io",
 }
 
 

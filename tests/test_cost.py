@@ -10,7 +10,7 @@ import torchvision
 import ssl_video
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.export import save_encoder
+from ssl_video.models.io import save_encoder
 from ssl_video.models.cost import CoSTConv, cost_layers, view_contributions
 
 TINY = {"width": 0.125, "frames": 4, "crop_size": 32}

@@ -345,7 +345,8 @@ def test_sigterm_to_every_process_of_the_job_still_saves(tmp_path):
 
 
 def test_nan_loss_stops_keeps_last_good_checkpoint_exportable(tmp_path, monkeypatch, capsys):
-    from ssl_video.export import export_encoder, load_encoder
+    from ssl_video.export import export_encoder
+    from ssl_video.models.io import load_encoder
 
     monkeypatch.setenv("SSL_VIDEO_TOY", json.dumps({"nan_at": 6}))
     path, run = recipe_file(tmp_path, method="toy_video", trainer={"checkpoint_every": 2}), tmp_path / "run"

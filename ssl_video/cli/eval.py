@@ -136,7 +136,8 @@ def run_pooling(args) -> int:
     for name in ("clusters", "audio_clusters", "hidden", "epochs", "lr", "batch_size", "max_clips"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
 
-    from ssl_video.evaluation.features_io import read_features, read_labels_csv
+    from ssl_video.features.files import read_features
+    from ssl_video.features.labels import read_labels_csv
     from ssl_video.evaluation.pooling import (
         ALL_HEADS,
         PoolingSettings,

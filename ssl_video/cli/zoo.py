@@ -118,7 +118,7 @@ def run_show(args) -> int:
 def run_explain(args) -> int:
     import torch
 
-    from ssl_video.export import load_encoder
+    from ssl_video.models.io import load_encoder
     from ssl_video.models.cost import cost_layers, plot_view_contributions, view_contributions
 
     encoder = load_encoder(args.encoder_dir)

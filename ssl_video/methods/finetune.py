@@ -66,12 +66,10 @@ class Finetune(nn.Module):
 
 def build_encoder(cfg) -> nn.Module:
     """The video encoder of a :class:`~ssl_video.recipe.FinetuneConfig`: from ``init`` or the zoo."""
-    from ssl_video.models.registry import create_encoder
+    from ssl_video.models.io import resolve_encoder
 
     if cfg.init:
-        from ssl_video.export import load_encoder
-
-        encoder = load_encoder(cfg.init)
+        encoder = resolve_encoder(cfg.init, key="finetune.init", modality="video").model
         if cfg.encoder is not None and cfg.encoder != encoder.encoder_name:
             raise UserError(f"finetune.encoder is '{cfg.encoder}' but finetune.init ({cfg.init}) holds "
                             f"'{encoder.encoder_name}': set finetune.encoder to null or to the same name")
@@ -81,11 +79,7 @@ def build_encoder(cfg) -> nn.Module:
         return encoder.train()
     if cfg.encoder is None:
         raise UserError("finetune.encoder is null: name a zoo encoder or give finetune.init")
-    encoder = create_encoder(cfg.encoder, **dict(cfg.encoder_args))
-    if encoder.spec.modality != "video":
-        raise UserError(f"finetune.encoder '{cfg.encoder}' is an {encoder.spec.modality} encoder; finetune needs "
-                        "a video encoder")
-    return encoder
+    return resolve_encoder(cfg.encoder, dict(cfg.encoder_args), modality="video", key="finetune.encoder").model.train()
 
 
 @register_method("finetune")

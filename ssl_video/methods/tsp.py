@@ -140,26 +140,11 @@ class TSP(nn.Module):
 
 
 def _encoder(cfg: TSPConfig, clip, seed: int) -> nn.Module:
-    from ssl_video.evaluation.features import resolve_encoder
     from ssl_video.methods.stica import _input_contract
+    from ssl_video.models.io import resolve_encoder
 
-    if not _is_zoo_name(cfg.encoder):
-        if cfg.encoder_args:
-            raise ConfigError(f"{SECTION}.encoder_args", "applies to zoo names only (an exported encoder carries "
-                              "its own): leave it empty")
-        args = None
-    else:
-        args = {**_input_contract(clip)[0], **cfg.encoder_args}
-    encoder = resolve_encoder(cfg.encoder, args, seed).model
-    if encoder.spec is None or encoder.spec.modality != "video":
-        raise ConfigError(f"{SECTION}.encoder", f"'{cfg.encoder}' is not a video encoder")
-    return encoder.train()
-
-
-def _is_zoo_name(ref: str) -> bool:
-    from pathlib import Path
-
-    return not (Path(ref).exists() or "/" in ref or ref.endswith(".json"))
+    return resolve_encoder(cfg.encoder, cfg.encoder_args, defaults=_input_contract(clip)[0], seed=seed,
+                           modality="video", key=f"{SECTION}.encoder").model.train()
 
 
 @register_method("tsp")
@@ -170,7 +155,7 @@ def build_tsp(recipe) -> tuple[TSP, Any]:
     ``data.clip`` (frames, fps, decode size, augmentation; audio is not used).
     """
     from ssl_video.data.untrimmed import SegmentClipDataset, action_classes, read_ground_truth_csv
-    from ssl_video.extract import read_gvf
+    from ssl_video.features.gvf import read_gvf
 
     cfg, data = getattr(recipe, SECTION, None) or TSPConfig(), recipe.data
     if data.dataset != "tsp":
