@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ssl_video.version import __version__
+from ssl_video.version import __version__ as __version__
 
 _LAZY = {
     "create_encoder": "ssl_video.models.registry",
     "list_encoders": "ssl_video.models.registry",
     "EncoderSpec": "ssl_video.models.registry",
-    "load_encoder": "ssl_video.export",
+    "load_encoder": "ssl_video.models.io",
 }
 
 

@@ -109,7 +109,8 @@ def run_demo(settings: DemoSettings) -> dict:
     """Run every stage; returns (and writes to ``out/report.json``) the demo report."""
     from ssl_video.config import load_config
     from ssl_video.evaluation.plots import accuracy_comparison, loss_curves
-    from ssl_video.export import export_encoder, read_encoder_config
+    from ssl_video.export import export_encoder
+    from ssl_video.models.io import read_encoder_config
     from ssl_video.recipe import Recipe
 
     out = Path(settings.out)

@@ -41,3 +41,8 @@ EXIT_INTERRUPTED = 130
 def exit_code_for_status(status: str) -> int:
     """The exit code of a training or evaluation run that ended with ``status`` (``summary["status"]``)."""
     return EXIT_STOPPED if status == "stopped" else EXIT_OK
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

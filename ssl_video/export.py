@@ -1,4 +1,4 @@
-"""Encoders out of training checkpoints, into files anyone can load; and back in.
+"""Encoders out of training checkpoints, into encoder directories anyone can load.
 
 Training checkpoint (written by the trainer with ``torch.save``; read here with ``weights_only=True``)::
 
@@ -10,71 +10,25 @@ Training checkpoint (written by the trainer with ``torch.save``; read here with 
 
 A run directory holds ``checkpoints/last.pt`` and may hold ``results/*.json`` (evaluation reports).
 
-Exported encoder (``native`` format), one directory per encoder:
-
-* ``model.safetensors``: the backbone's state dict, no prefix, no heads, no optimizer state;
-* ``config.json``: architecture name and constructor arguments, the :class:`EncoderSpec` (input contract),
-  provenance (recipe, step, git revision, package version, source) and any evaluation results known.
-
-``torchvision`` format: ``<arch>.pth``, a plain state dict that ``torchvision.models.video.<arch>()``
-loads with ``strict=False`` reporting only the classifier as missing (``fc.*``, or ``classifier.1.*`` for
-S3D), plus the same ``config.json``. Nothing is ever unpickled: safetensors, or ``weights_only=True``.
+Encoder directories (``config.json`` + weights) are written and read by :mod:`ssl_video.models.io`; this
+module only turns a training checkpoint into one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ssl_video.errors import UserError
+from ssl_video.errors import UserError, one_line
+from ssl_video.models.io import check_state_dict, save_encoder, save_torchvision
 
-__all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
-    "TORCHVISION_ARCHS",
-    "read_checkpoint",
-    "find_checkpoint",
-    "checkpoint_encoder",
-    "export_encoder",
-    "save_encoder",
-    "load_encoder",
-    "read_encoder_config",
-    "check_state_dict",
-    "torchvision_model",
-]
+__all__ = ["read_checkpoint", "find_checkpoint", "checkpoint_encoder", "export_encoder"]
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_NAME = "ssl_video.encoder"
-FORMAT_VERSION = 1
 ROLES = ("video", "audio")
-# architectures whose parameter names/shapes equal torchvision's: arch -> (torchvision builder, classifier keys)
-TORCHVISION_ARCHS = {
-    "r2plus1d_18": ("torchvision.models.video.r2plus1d_18()", ("fc.weight", "fc.bias")),
-    "r3d_18": ("torchvision.models.video.r3d_18()", ("fc.weight", "fc.bias")),
-    "mc3_18": ("torchvision.models.video.mc3_18()", ("fc.weight", "fc.bias")),
-    "s3d": ("torchvision.models.video.s3d()", ("classifier.1.weight", "classifier.1.bias")),
-    "r2plus1d_34": (
-        "torchvision.models.video.resnet.VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem)",
-        ("fc.weight", "fc.bias"),
-    ),
-}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _names(keys, limit: int = 5) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -99,7 +53,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
-        raise UserError(f"cannot read checkpoint {path}: {_one_line(exc)}") from None
+        raise UserError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise UserError(f"{path} is not a training checkpoint (expected a dict with 'model' and 'encoders')")
     encoders = checkpoint.get("encoders")
@@ -163,7 +117,7 @@ def _known_results(checkpoint: dict[str, Any], run_dir: Path | None) -> dict[str
             try:
                 results[report.stem] = json.loads(report.read_text())
             except (OSError, ValueError) as exc:
-                warnings.warn(f"skipping unreadable evaluation report {report}: {_one_line(exc)}", stacklevel=2)
+                warnings.warn(f"skipping unreadable evaluation report {report}: {one_line(exc)}", stacklevel=2)
     return results
 
 
@@ -206,190 +160,3 @@ def export_encoder(source: str | Path, out: str | Path, encoder: str | None = No
         written.append(target)
     return written
 
-
-# ---------------------------------------------------------------------------------------------- writing
-
-
-def _encoder_config(model, provenance, results, extra, fmt: str, weights: str) -> dict[str, Any]:
-    from ssl_video import __version__
-
-    if model.spec is None or model.encoder_name is None:
-        raise UserError("only encoders built with ssl_video.create_encoder can be exported")
-    config = {
-        "format": FORMAT_NAME if fmt == "native" else "torchvision",
-        "format_version": FORMAT_VERSION,
-        "architecture": model.encoder_name,
-        "args": dict(model.encoder_args or {}),
-        "weights": weights,
-        "params": sum(p.numel() for p in model.parameters()),
-        "spec": model.spec.to_dict(),
-        "provenance": {**(provenance or {}), "exported_with": __version__},
-        "results": results or {},
-    }
-    config.update(extra or {})
-    return config
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    _write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def _plain_state_dict(model) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-
-
-def save_encoder(model, out: str | Path, provenance: dict[str, Any] | None = None,
-                 results: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (built by ``create_encoder``) as ``out/config.json`` + ``out/model.safetensors``."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = _encoder_config(model, provenance, results, extra, "native", WEIGHTS_FILE)
-    metadata = {"format": FORMAT_NAME, "architecture": model.encoder_name,
-                "args": json.dumps(config["args"], default=str)}
-    state = _plain_state_dict(model)
-    _write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata=metadata))
-    _write_json(out / CONFIG_FILE, config)
-    return out
-
-
-def save_torchvision(model, out: str | Path, provenance: dict[str, Any] | None = None,
-                     results: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``out/<arch>.pth``, a state dict for torchvision's model of the same architecture."""
-    name = model.encoder_name
-    if name not in TORCHVISION_ARCHS:
-        raise UserError(f"'{name}' has no torchvision counterpart "
-                        f"(torchvision format: {', '.join(TORCHVISION_ARCHS)})")
-    width = (model.encoder_args or {}).get("width", 1.0)
-    if width != 1:
-        raise UserError(f"torchvision format needs width=1 (torchvision's models have fixed widths), got {width}")
-    if (model.encoder_args or {}).get("frame_diff"):
-        raise UserError("torchvision format cannot hold frame_diff=True (torchvision's stems take RGB only)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    builder, classifier = TORCHVISION_ARCHS[name]
-    weights = f"{name}.pth"
-    config = _encoder_config(model, provenance, results, extra, "torchvision", weights)
-    config["torchvision"] = {
-        "builder": builder,
-        "missing_keys": list(classifier),
-        "load": f"model = {builder}; model.load_state_dict(torch.load('{weights}', weights_only=True), "
-                f"strict=False)  # only {', '.join(classifier)} stay untrained",
-    }
-    state = _plain_state_dict(model)
-    _write_atomic(out / weights, lambda tmp: torch.save(state, tmp))
-    _write_json(out / CONFIG_FILE, config)
-    return out
-
-
-def torchvision_model(name: str):
-    """torchvision's model with the architecture of zoo encoder ``name`` (random init, nothing downloaded)."""
-    from torchvision.models import video as tv
-
-    if name == "r2plus1d_34":
-        from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
-
-        return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem)
-    if name not in TORCHVISION_ARCHS:
-        raise UserError(f"'{name}' has no torchvision counterpart")
-    return getattr(tv, name)(weights=None)
-
-
-# ---------------------------------------------------------------------------------------------- loading
-
-
-def check_state_dict(model, state: dict[str, torch.Tensor], what: str) -> None:
-    """Raise a one-line UserError naming missing/unexpected keys and shape mismatches."""
-    expected = model.state_dict()
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    wrong = sorted(
-        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in set(expected) & set(state)
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    )
-    if not (missing or unexpected or wrong):
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s): {_names(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
-    if wrong:
-        parts.append(f"{len(wrong)} shape mismatch(es) (file vs model): {_names(wrong, 3)}")
-    raise UserError(f"{what} does not fit the architecture: " + "; ".join(parts))
-
-
-def read_encoder_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """``(directory, config)`` of an exported encoder (a directory, or a file inside it)."""
-    path = Path(path)
-    directory = path if path.is_dir() else path.parent
-    if not path.exists():
-        raise UserError(f"no such encoder directory: {path}")
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise UserError(f"{directory} has no {CONFIG_FILE} "
-                        "(export an encoder with: ssl-video export RUN --out DIR)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{config_path} is not valid JSON: {_one_line(exc)}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
-        raise UserError(f"{config_path} does not name an architecture (not an exported ssl_video encoder)")
-    if not isinstance(config.get("args", {}), dict):
-        raise UserError(f"{config_path}: 'args' must be a mapping of constructor arguments")
-    return directory, config
-
-
-def _read_weights(file: Path) -> dict[str, torch.Tensor]:
-    if not file.is_file():
-        raise UserError(f"missing weights file {file}")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(file))
-        except Exception as exc:  # safetensors raises SafetensorError and others for damaged files
-            raise UserError(f"{file} is corrupt or truncated "
-                            f"(not a readable safetensors file: {_one_line(exc)})") from None
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{file} is corrupt or truncated "
-                        f"(cannot be read as a state dict: {_one_line(exc)})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{file} is not a state dict of tensors")
-    return state
-
-
-def load_encoder(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild an exported encoder and strict-load its weights; returned in eval mode.
-
-    Every problem (missing or damaged files, unknown architecture, weights of another architecture) is a
-    :class:`~ssl_video.errors.UserError` with one line of explanation.
-    """
-    from ssl_video.models.registry import create_encoder
-
-    directory, config = read_encoder_config(path)
-    name = config["architecture"]
-    try:
-        model = create_encoder(name, **config.get("args", {}))
-    except UserError as exc:
-        raise UserError(f"{directory / CONFIG_FILE}: {exc}") from None
-    weights = directory / Path(str(config.get("weights") or WEIGHTS_FILE)).name
-    state = _read_weights(weights)
-    check_state_dict(model, state, f"{weights} (architecture '{name}')")
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()

@@ -10,8 +10,8 @@ import torchvision
 import ssl_video
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.export import save_encoder
 from ssl_video.models.cost import CoSTConv, cost_layers, view_contributions
+from ssl_video.models.io import save_encoder
 
 TINY = {"width": 0.125, "frames": 4, "crop_size": 32}
 

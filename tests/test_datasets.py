@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import write_index_video
 
-from ssl_video.data.clip_dataset import BadFileLog, ClipDataset, collate_clips
+from ssl_video.data.bad_files import BadFiles
+from ssl_video.data.clip_dataset import ClipDataset, collate_clips
 from ssl_video.data.datasets import load_layout
 from ssl_video.errors import UserError
 from ssl_video.recipe import AudioFeatures, ClipConfig, ClipSampling, VideoAugment
@@ -147,10 +148,11 @@ def test_clip_dataset_samples_and_bad_files(tmp_path):
     assert not bool(sample["has_audio"]) and int(sample["label"]) == 0
     batch = collate_clips([ds[i] for i in range(4)])
     assert batch["video"].shape[0] == 3 and len(batch["skipped"]) == 1 and str(bad) in batch["skipped"][0]
-    log = BadFileLog(log=lambda message: None)
+    messages = []
+    log = BadFiles(log=messages.append)
     log.update(batch["skipped"])
     log.update(batch["skipped"])
-    assert len(log) == 1
+    assert len(log) == 1 and log.count == 1 and list(log.as_dict()) == [str(bad)] and len(messages) == 1
     # training resamples another video so the batch keeps its size
     train = ClipDataset(records, _clip_cfg(views=2), train=True)
     sample = train[3]

@@ -10,9 +10,10 @@ import pytest
 
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.evaluation.features_io import read_features, read_labels_csv
 from ssl_video.evaluation.pooling import pad_batch, stratified_split
 from ssl_video.evaluation.report import markdown_table, write_report
+from ssl_video.features.files import read_features
+from ssl_video.features.labels import read_labels_csv
 
 DIM = 6
 

@@ -13,7 +13,8 @@ from torch import nn
 import ssl_video
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.export import export_encoder, load_encoder, save_encoder, torchvision_model
+from ssl_video.export import export_encoder
+from ssl_video.models.io import load_encoder, save_encoder, torchvision_model
 
 ENCODERS = ssl_video.list_encoders()
 CLASSIFIER = {"s3d": {"classifier.1.weight", "classifier.1.bias"}}

@@ -12,8 +12,8 @@ from ssl_video.config import load_config
 from ssl_video.data.synth import generate_synthetic_dataset
 from ssl_video.engine.trainer import train
 from ssl_video.errors import UserError
-from ssl_video.export import save_encoder
 from ssl_video.methods import build_method
+from ssl_video.models.io import save_encoder
 from ssl_video.models.registry import create_encoder
 from ssl_video.recipe import Recipe
 

@@ -17,13 +17,14 @@ PACKAGE = ROOT / "ssl_video"
 DESIGN = ROOT / "docs" / "DESIGN.md"
 
 
-def layer_order() -> list[list[str]]:
-    """The ```layers block of DESIGN.md: groups separated by '->', names within a group by ',' or '|'
-    ('|' joins names of the same rank that may not import each other)."""
+def layer_order() -> list[list[list[str]]]:
+    """The ```layers block of DESIGN.md: ranks separated by '->'; within a rank, '|' separates groups that
+    may not import each other and ',' lists the names of one group."""
     block = re.search(r"```layers\n(.*?)\n```", DESIGN.read_text(), re.S)
     assert block, "docs/DESIGN.md has no ```layers block"
     text = " ".join(line.split("#")[0] for line in block.group(1).splitlines())
-    return [[name.strip() for name in re.split(r"[,|]", group) if name.strip()] for group in text.split("->")]
+    return [[[name.strip() for name in group.split(",") if name.strip()] for group in rank.split("|")]
+            for rank in text.split("->")]
 
 
 def module_name(path: Path) -> str:
@@ -66,23 +67,23 @@ def import_graph() -> dict[str, set[str]]:
     return {module_name(p): imports_of(p, modules) for p in paths}
 
 
-def rank_of(module: str, order: list[list[str]]) -> tuple[int, str]:
-    """(rank, group name) of the longest entry of the layer order that contains ``module``."""
+def rank_of(module: str, order: list[list[list[str]]]) -> tuple[int, int]:
+    """(rank, group within the rank) of the longest layer-order entry that contains ``module``."""
     best = None
-    for rank, group in enumerate(order):
-        for entry in group:
-            full = "ssl_video" if entry == "ssl_video" else f"ssl_video.{entry}"
-            if module == full or module.startswith(full + "."):
-                if best is None or len(full) > len(best[1]):
-                    best = (rank, full)
+    for rank, groups in enumerate(order):
+        for index, group in enumerate(groups):
+            for entry in group:
+                full = "ssl_video" if entry == "ssl_video" else f"ssl_video.{entry}"
+                if (module == full or module.startswith(full + ".")) and (best is None or len(full) > best[2]):
+                    best = (rank, index, len(full))
     assert best is not None, f"{module} is in no layer of docs/DESIGN.md"
-    return best
+    return best[0], best[1]
 
 
 def test_the_layer_order_names_existing_modules():
     graph = import_graph()
-    for group in layer_order():
-        for entry in group:
+    for groups in layer_order():
+        for entry in (e for group in groups for e in group):
             full = "ssl_video" if entry == "ssl_video" else f"ssl_video.{entry}"
             assert any(m == full or m.startswith(full + ".") for m in graph), f"DESIGN.md names {entry}, not a module"
 
@@ -95,9 +96,7 @@ def test_no_import_points_up_the_layer_order():
         rank, group = rank_of(module, order)
         for target in targets:
             target_rank, target_group = rank_of(target, order)
-            sibling = target_rank == rank and target_group != group and not (
-                target_group.startswith(group + ".") or group.startswith(target_group + "."))
-            if target_rank > rank or sibling:
+            if target_rank > rank or (target_rank == rank and target_group != group):
                 wrong.append(f"{module} -> {target}")
     assert not wrong, "imports against the layer order: " + "; ".join(sorted(wrong))
 

@@ -121,7 +121,8 @@ def completed(slurm_cluster, data, tmp_path_factory) -> dict:
 
 
 def test_tiny_stica_job_completes_with_an_exportable_checkpoint(completed, tmp_path):
-    from ssl_video.export import export_encoder, load_encoder
+    from ssl_video.export import export_encoder
+    from ssl_video.models.io import load_encoder
 
     run, job_id = completed["run"], completed["job_id"]
     assert f"run directory: {run}" in completed["out"]

@@ -24,11 +24,10 @@ from torch import nn
 
 from ssl_video.cli import main
 from ssl_video.config import load_config
-from ssl_video.engine.schedule import lr_factor, schedule_from_config
 from ssl_video.engine.batches import EpochBatchSampler
+from ssl_video.engine.schedule import lr_factor, schedule_from_config
 from ssl_video.engine.trainer import train
-from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss
-from ssl_video.errors import UserError
+from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, UserError
 from ssl_video.methods import register_method
 from ssl_video.methods.base import Method
 from ssl_video.recipe import OptimConfig, Recipe
@@ -356,7 +355,8 @@ def test_sigterm_to_every_process_of_the_job_still_saves(tmp_path):
 
 
 def test_nan_loss_stops_keeps_last_good_checkpoint_exportable(tmp_path, monkeypatch, capsys):
-    from ssl_video.export import export_encoder, load_encoder
+    from ssl_video.export import export_encoder
+    from ssl_video.models.io import load_encoder
 
     monkeypatch.setenv("SSL_VIDEO_TOY", json.dumps({"nan_at": 6}))
     path, run = recipe_file(tmp_path, method="toy_video", trainer={"checkpoint_every": 2}), tmp_path / "run"

@@ -16,13 +16,14 @@ from ssl_video.config import load_config
 from ssl_video.data.untrimmed import generate_untrimmed_dataset, read_ground_truth_csv, usable_segments
 from ssl_video.engine.trainer import train
 from ssl_video.errors import ConfigError, UserError
-from ssl_video.evaluation.features import resolve_encoder
-from ssl_video.extract import compute_gvf, list_videos
+from ssl_video.features.gvf import compute_gvf
+from ssl_video.features.videos import list_videos
 from ssl_video.methods import build_method
 from ssl_video.methods.tsp import TSP
-from ssl_video.recipe.methods import TSPConfig
+from ssl_video.models.io import resolve_encoder
 from ssl_video.models.registry import create_encoder
 from ssl_video.recipe import Recipe
+from ssl_video.recipe.methods import TSPConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = {"width": 0.0625, "frames": 4, "crop_size": 32}
@@ -143,7 +144,7 @@ def untrimmed(tmp_path_factory):
     out = tmp_path_factory.mktemp("tsp_data")
     generate_untrimmed_dataset(out, videos=4, classes=2, seconds=6.0, fps=16.0, size=(32, 32),
                                segment_seconds=(1.0, 2.0), gap_seconds=(0.75, 1.5), seed=2, progress=False)
-    from ssl_video.evaluation.features import ClipProtocol
+    from ssl_video.features.protocol import ClipProtocol
 
     encoder = resolve_encoder("r2plus1d_18", {"width": 0.0625}, seed=1)
     compute_gvf(encoder, list_videos(str(out / "videos")), out / "gvf.h5", stride=4, device="cpu", workers=0,

@@ -11,7 +11,7 @@ import torchvision.models.video as tv_video
 import ssl_video
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.export import torchvision_model
+from ssl_video.models.io import torchvision_model
 from ssl_video.models.registry import EncoderSpec, describe_encoder, pool_features
 
 ENCODERS = ssl_video.list_encoders()

@@ -136,7 +136,6 @@ def run_pooling(args) -> int:
     for name in ("clusters", "audio_clusters", "hidden", "epochs", "lr", "batch_size", "max_clips"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
 
-    from ssl_video.evaluation.features_io import read_features, read_labels_csv
     from ssl_video.evaluation.pooling import (
         ALL_HEADS,
         PoolingSettings,
@@ -144,6 +143,8 @@ def run_pooling(args) -> int:
         run_pooling_on_dataset,
     )
     from ssl_video.evaluation.report import markdown_table
+    from ssl_video.features.files import read_features
+    from ssl_video.features.labels import read_labels_csv
 
     heads = list(ALL_HEADS) if args.head == "all" else [h.strip() for h in args.head.split(",") if h.strip()]
     unknown = [h for h in heads if h not in ALL_HEADS]

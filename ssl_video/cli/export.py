@@ -28,7 +28,8 @@ def register(subparsers) -> None:
 def run_export(args) -> int:
     import json
 
-    from ssl_video.export import CONFIG_FILE, export_encoder
+    from ssl_video.export import export_encoder
+    from ssl_video.models.io import CONFIG_FILE
 
     for directory in export_encoder(args.source, args.out, encoder=args.encoder, format=args.format):
         config = json.loads((directory / CONFIG_FILE).read_text())

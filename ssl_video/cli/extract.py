@@ -61,7 +61,8 @@ def add_run_arguments(cmd) -> None:
 def encoder_and_protocol(args):
     """The encoder (resolved like every evaluation does) and the clip protocol of the arguments."""
     from ssl_video.config import parse_overrides
-    from ssl_video.evaluation.features import ClipProtocol, resolve_encoder
+    from ssl_video.features.protocol import ClipProtocol
+    from ssl_video.models.io import resolve_encoder
 
     for name in ("clip_len", "fps", "stride", "batch_size", "resize", "crop"):
         value = getattr(args, name)
@@ -69,16 +70,16 @@ def encoder_and_protocol(args):
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.workers < 0:
         raise UserError("--workers must be 0 or more")
-    encoder = resolve_encoder(args.encoder, parse_overrides(args.encoder_args), args.seed)
-    if encoder.model.spec is None or encoder.model.spec.modality != "video":
-        raise UserError(f"encoder {args.encoder} is not a video encoder")
+    encoder = resolve_encoder(args.encoder, parse_overrides(args.encoder_args), seed=args.seed, modality="video",
+                              key="--encoder")
     protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=1, frames=args.clip_len, fps=args.fps,
                                         resize=args.resize, crop=args.crop)
     return encoder, protocol
 
 
 def run_extract(args) -> int:
-    from ssl_video.extract import extract, list_videos, parse_shard
+    from ssl_video.features.sliding import extract
+    from ssl_video.features.videos import list_videos, parse_shard
 
     shard = parse_shard(args.shard)
     fmt = args.format or ("h5" if args.out.lower().endswith((".h5", ".hdf5")) else "npy")

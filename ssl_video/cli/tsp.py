@@ -33,7 +33,8 @@ def run_gvf(args) -> int:
     from ssl_video.cli.extract import encoder_and_protocol
     from ssl_video.data.datasets.base import require_dir
     from ssl_video.data.untrimmed import read_metadata_csv, video_key
-    from ssl_video.extract import VideoItem, compute_gvf
+    from ssl_video.features.gvf import compute_gvf
+    from ssl_video.features.videos import VideoItem
 
     root = require_dir(args.videos, "videos directory")
     videos = sorted({video_key(m.filename): VideoItem(video_key(m.filename), os.path.join(root, m.filename))

@@ -118,8 +118,9 @@ def run_show(args) -> int:
 def run_explain(args) -> int:
     import torch
 
-    from ssl_video.export import load_encoder
-    from ssl_video.models.cost import cost_layers, plot_view_contributions, view_contributions
+    from ssl_video.evaluation.plots import view_contributions_chart
+    from ssl_video.models.cost import cost_layers, view_contributions
+    from ssl_video.models.io import load_encoder
 
     encoder = load_encoder(args.encoder_dir)
     layers = cost_layers(encoder)
@@ -135,7 +136,7 @@ def run_explain(args) -> int:
         clips = torch.randn((args.clips, *encoder.spec.input_shape()), generator=generator)
         title += f"\n(coefficients on {args.clips} random clips; they depend on the input)"
     contributions = view_contributions(encoder, clips)
-    plot_view_contributions(contributions, args.out, title)
+    view_contributions_chart(args.out, contributions, title)
     print(f"{'layer':<22}{'H-W':>7}{'T-W':>7}{'T-H':>7}")
     for name, share in contributions.items():
         print(f"{name:<22}" + "".join(f"{float(v):>7.3f}" for v in share))

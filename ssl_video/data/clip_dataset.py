@@ -8,7 +8,8 @@ N x ... for several clips), ``audio`` (1 x n_mels x frames log-mel, same leading
 Bad files never stop a job. With ``on_error="resample"`` (training) a failing video is replaced by another
 random one, so batch sizes stay equal across processes; with ``"skip"`` (evaluation) the sample is
 dropped by :func:`collate_clips`. Either way the failing path travels in the batch under ``skipped``,
-so the consumer counts and reports each bad file once, whichever worker met it.
+so the consumer counts and reports each bad file once, whichever worker met it
+(:class:`~ssl_video.data.bad_files.BadFiles`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ssl_video.data.sampling import clip_span, make_sampler
 from ssl_video.data.transforms import LogMel, audio_transform, video_transform
 from ssl_video.recipe.data import ClipConfig
 
-__all__ = ["ClipDataset", "collate_clips", "BadFileLog"]
+__all__ = ["ClipDataset", "collate_clips"]
 
 
 class ClipDataset(Dataset):
@@ -105,20 +106,3 @@ def collate_clips(batch: list[dict]) -> dict:
                 out[key] = torch.stack([sample[key] for sample in good])
     return out
 
-
-class BadFileLog:
-    """Counts bad files met during a job and reports each one once."""
-
-    def __init__(self, log=print):
-        self.files: dict[str, str] = {}
-        self._log = log
-
-    def update(self, skipped: list[str]) -> None:
-        for entry in skipped:
-            path, _, reason = entry.partition("\t")
-            if path not in self.files:
-                self.files[path] = reason
-                self._log(f"skipping unreadable video ({len(self.files)} so far): {path}: {reason}")
-
-    def __len__(self) -> int:
-        return len(self.files)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssl_video.errors import UserError
+from ssl_video.files import write_atomic, write_text
 
 __all__ = [
     "class_names",
@@ -322,19 +322,13 @@ def _video_table(names: list[str], videos_per_class: int) -> list[dict[str, Any]
 
 def _write_splits(list_dir: Path, names: list[str], rows: list[dict[str, Any]], num_groups: int) -> None:
     list_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(list_dir / "classInd.txt", "".join(f"{c + 1} {n}\n" for c, n in enumerate(names)))
+    write_text(list_dir / "classInd.txt", "".join(f"{c + 1} {n}\n" for c, n in enumerate(names)))
     for s, test in enumerate(split_groups(num_groups), start=1):
         test_set = set(test)
         train = [f"{r['path']} {r['class_index'] + 1}\n" for r in rows if r["group"] not in test_set]
         tests = [f"{r['path']}\n" for r in rows if r["group"] in test_set]
-        _write_text(list_dir / f"trainlist{s:02d}.txt", "".join(train))
-        _write_text(list_dir / f"testlist{s:02d}.txt", "".join(tests))
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        write_text(list_dir / f"trainlist{s:02d}.txt", "".join(train))
+        write_text(list_dir / f"testlist{s:02d}.txt", "".join(tests))
 
 
 # ----------------------------------------------------------------------------- writing
@@ -347,10 +341,8 @@ def _render_and_write(job: dict[str, Any]) -> str:
         job["class_index"], job["classes"], video_seed(job["seed"], job["class_index"], job["index"]),
         job["seconds"], job["fps"], job["size"], job["sample_rate"], amplitude_px=job["amplitude_px"],
     )
-    path = Path(job["file"])
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    write_video(tmp, frames, job["fps"], audio if job["audio"] else None, job["sample_rate"])
-    os.replace(tmp, path)
+    write_atomic(job["file"], lambda tmp: write_video(tmp, frames, job["fps"], audio if job["audio"] else None,
+                                                      job["sample_rate"]))
     return job["file"]
 
 
@@ -465,7 +457,7 @@ def generate_synthetic_dataset(
             {k: r[k] for k in ("path", "class_index", "index", "group", "clip", "audio")} for r in rows
         ],
     }
-    _write_text(out / "synth.json", json.dumps(record, indent=1) + "\n")
+    write_text(out / "synth.json", json.dumps(record, indent=1) + "\n")
     return summary
 
 

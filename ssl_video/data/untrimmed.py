@@ -39,6 +39,7 @@ from ssl_video.data.media import read_clips
 from ssl_video.data.sampling import clip_span, random_start, uniform_starts
 from ssl_video.data.transforms import video_transform
 from ssl_video.errors import UserError
+from ssl_video.files import write_atomic, write_text
 from ssl_video.recipe.data import ClipConfig
 
 __all__ = [
@@ -153,16 +154,11 @@ def read_ground_truth_csv(path: str | Path) -> list[Segment]:
 
 
 def _write_csv(path: str | Path, columns: tuple[str, ...], rows: list[list]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
-    return path
+    return write_text(path, buffer.getvalue())
 
 
 def _fmt(value: float) -> str:
@@ -300,10 +296,7 @@ def _render_untrimmed(job: dict) -> str:
         shown = cls if cls >= 0 else int(rng.integers(job["classes"]))
         frames, _, _ = render_video(shown, job["classes"], rng, seconds, job["fps"], job["size"], clean=False)
         parts.append(frames if cls >= 0 else _background_frames(frames, rng, job["fps"]))
-    path = Path(job["file"])
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    write_video(tmp, np.concatenate(parts), job["fps"])
-    os.replace(tmp, path)
+    write_atomic(job["file"], lambda tmp: write_video(tmp, np.concatenate(parts), job["fps"]))
     return job["file"]
 
 

@@ -270,7 +270,7 @@ class _Run:
 
 
 def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _Run:
-    from ssl_video.data.clip_dataset import BadFileLog
+    from ssl_video.data.bad_files import BadFiles
     from ssl_video.methods import build_method
     from ssl_video.recipe import recipe_dict
 
@@ -323,7 +323,7 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
         recipe=recipe, run=run, recipe_path=recipe_path, accelerator=accelerator, stop=stop, config=config,
         method=method, model=model, optimizer=optimizer, scaler=scaler,
         loader=make_loader(dataset, sampler, recipe.data.num_workers, pin_memory=cuda), sampler=sampler,
-        bad_files=BadFileLog(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True)), log=log,
+        bad_files=BadFiles(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True)), log=log,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         schedule=schedule_from_config(optim, total_steps, steps_per_epoch), base_lr=base_lr,
         start_step=start_step,

@@ -23,7 +23,6 @@ another one whenever it draws it, testing leaves it out.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,38 +136,36 @@ def average_view_scores(logits: torch.Tensor, average: str = "softmax") -> torch
     raise ValueError(f"average must be 'softmax' or 'logits', got {average!r}")
 
 
-@torch.no_grad()
 def score_videos(model, dataset: ViewDataset, *, device: torch.device, batch_size: int, workers: int,
                  average: str, mixed_precision: str = "no", chunk: int = 64, progress: bool = False):
     """Video scores ``(V, C)`` for the readable records of ``dataset`` with their record indices, plus the
     skipped files ``{path: reason}``. ``model.logits`` is applied to at most ``chunk`` views at a time."""
-    from torch.utils.data import DataLoader
+    from contextlib import nullcontext
 
-    from ssl_video.data.clip_dataset import collate_clips
-    from ssl_video.evaluation.features import decoded_batches
+    from ssl_video.data.bad_files import BadFiles
+    from ssl_video.features.extraction import clip_loader, run_batches
 
-    model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate_clips)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
-    autocast = torch.autocast("cuda", dtype=dtype) if device.type == "cuda" and dtype is not None else None
-    scores, indices, skipped = [], [], {}
-    for batch in decoded_batches(loader, skipped, "testing", progress):
-        video = batch["video"].to(device, non_blocking=True)
+    use_autocast = torch.device(device).type == "cuda" and dtype is not None
+
+    def video_scores(video: torch.Tensor) -> torch.Tensor:
         b, v = video.shape[:2]
         flat = video.flatten(0, 1)
         parts = []
         for i in range(0, flat.shape[0], chunk):
-            if autocast is not None:
-                with autocast:
-                    parts.append(model.logits(flat[i:i + chunk]).float())
-            else:
+            with torch.autocast("cuda", dtype=dtype) if use_autocast else nullcontext():
                 parts.append(model.logits(flat[i:i + chunk]).float())
-        scores.append(average_view_scores(torch.cat(parts).view(b, v, -1), average).cpu().numpy())
+        return average_view_scores(torch.cat(parts).view(b, v, -1), average)
+
+    bad = BadFiles()
+    scores, indices = [], []
+    for batch, out in run_batches(model, clip_loader(dataset, batch_size, workers), device, bad, progress=progress,
+                                  desc="testing", forward=video_scores):
+        scores.append(out.numpy())
         indices.append(batch["index"].numpy())
     if not scores:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), skipped
-    return np.concatenate(scores), np.concatenate(indices), skipped
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), bad.as_dict()
+    return np.concatenate(scores), np.concatenate(indices), bad.as_dict()
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -223,17 +220,18 @@ def _trained_model(recipe, run_dir: Path):
 
 
 def _save_predictions(path: Path, video_ids: list[str], labels: np.ndarray, scores: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, video_ids=np.array(video_ids, dtype=str), labels=labels, scores=scores)
-    os.replace(tmp, path)
+    from ssl_video.files import write_atomic
+
+    write_atomic(path, lambda tmp: np.savez(tmp, video_ids=np.array(video_ids, dtype=str), labels=labels,
+                                            scores=scores))
 
 
 def _run_split(inputs, settings, split, recipe, layout, protocol, unreadable: dict) -> dict:
     """Train (or resume) and test one split; returns its stored result (``status`` "completed" or not)."""
     from ssl_video.config import to_dict
+    from ssl_video.device import resolve_device
     from ssl_video.engine.run_dir import write_json
     from ssl_video.engine.trainer import train
-    from ssl_video.evaluation.features import torch_device
     from ssl_video.evaluation.metrics import confusion_matrix, topk_accuracy
 
     run_dir = Path(inputs.out) / f"split_{split}"
@@ -251,7 +249,7 @@ def _run_split(inputs, settings, split, recipe, layout, protocol, unreadable: di
     records = [r for r in layout.splits[split]["test"] if r.path not in unreadable]
     dataset = ViewDataset(records, protocol.frames, protocol.fps, protocol.resize, protocol.crop, protocol.clips,
                           settings.crops, protocol.mean, protocol.std)
-    device = torch_device(inputs.device)
+    device = resolve_device(inputs.device)
     scores, rows, skipped = score_videos(
         _trained_model(recipe, run_dir), dataset, device=device, batch_size=inputs.batch_size,
         workers=inputs.workers, average=settings.average, mixed_precision=settings.mixed_precision,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["split_bars", "confused_pairs_chart", "loss_curves", "accuracy_comparison"]
+__all__ = ["split_bars", "confused_pairs_chart", "loss_curves", "accuracy_comparison", "view_contributions_chart"]
 
 
 def _pyplot():
@@ -102,3 +102,27 @@ def accuracy_comparison(path: Path, results: dict[str, dict[str, dict]], key: st
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left")
     return _save(plt, fig, path)
+
+
+def view_contributions_chart(path: Path, contributions: dict, title: str = "") -> Path:
+    """Stacked horizontal bars: the share of each view (H-W, T-W, T-H) in every CoST layer
+    (``contributions``: layer name -> 3 mean softmax coefficients, from ``models.cost.view_contributions``)."""
+    import torch
+
+    from ssl_video.models.cost import VIEW_NAMES
+
+    plt = _pyplot()
+    names = list(contributions)
+    shares = torch.stack([contributions[name].float().cpu() for name in names]).numpy()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    left = np.zeros(len(names))
+    for view, colour in zip(range(3), ("tab:blue", "tab:orange", "tab:green"), strict=True):
+        ax.barh(names, shares[:, view], left=left, color=colour, label=VIEW_NAMES[view])
+        left = left + shares[:, view]
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean softmax coefficient (share of the layer's output)")
+    ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9, y=0.995)
+    return _save(plt, fig, Path(path))

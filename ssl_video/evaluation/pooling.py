@@ -2,11 +2,11 @@
 
 Protocol (written into every report):
 
-* inputs: one ``[num_clips, F]`` sequence per video (:mod:`ssl_video.evaluation.features_io`) and a labels
+* inputs: one ``[num_clips, F]`` sequence per video (:mod:`ssl_video.features.files`) and a labels
   table. Videos listed in the labels but absent from the features are skipped (and counted). Two streams:
   a second feature set (audio) for the same videos; a video needs both.
 * or, from a dataset (:func:`run_pooling_on_dataset`): the per-clip features of the shared feature cache
-  (:mod:`ssl_video.evaluation.features`, ``clips`` uniformly spaced clips per video, the cache the linear
+  (:mod:`ssl_video.features.dataset`, ``clips`` uniformly spaced clips per video, the cache the linear
   probe uses), trained and tested on every official split; mean and standard deviation over splits.
 * split: the labels CSV's ``split`` column when it has one; otherwise a seeded stratified split, 70%
   train / 30% test of every class (stratified on a video's first listed label; a class with a single
@@ -31,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_video.device import resolve_device
 from ssl_video.errors import UserError
 from ssl_video.evaluation import metrics
-from ssl_video.evaluation.features_io import FeatureSet, LabelTable
+from ssl_video.features.files import FeatureSet
+from ssl_video.features.labels import LabelTable
 from ssl_video.models.pooling import list_pooling_heads
 
 __all__ = [
@@ -265,20 +267,6 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return batches
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' asked for, but CUDA is not available here")
-    return device
-
-
 def train_classifier(
     model,
     x: Sequence[np.ndarray],
@@ -295,7 +283,7 @@ def train_classifier(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     model.to(device).train()
     optim = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(settings.seed)
@@ -343,7 +331,7 @@ def predict(
     """Scores ``(V, C)``: softmax probabilities (multi-class) or sigmoid probabilities (multi-label)."""
     import torch
 
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     model.to(device).eval()
     out = []
     with torch.no_grad():
@@ -407,7 +395,7 @@ def run_pooling_eval(
 
     Returns ``{"report": dict, "table": rows, "files": {kind: path}}``.
     """
-    device = str(_device(settings.device))
+    device = str(resolve_device(settings.device))
     data = prepare_data(features, labels, multilabel, settings.seed, audio)
     table = evaluate_heads(data, heads, settings, progress)
     metric = "gap@20" if multilabel else "top1"
@@ -517,7 +505,7 @@ def run_pooling_on_dataset(
                        for head in heads} for s in splits},
         "mean": means,
         "std": stds,
-        "device": str(_device(settings.device)),
+        "device": str(resolve_device(settings.device)),
     })
     notes = [
         f"Encoder: `{encoder.provenance.get('source') or encoder.provenance.get('architecture')}` "

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ssl_video.errors import UserError
-from ssl_video.evaluation.features import ClipProtocol, extract_features, resolve_encoder
 from ssl_video.evaluation.linear import ProbeSettings, probe_split
 from ssl_video.evaluation.plots import confused_pairs_chart, split_bars
 from ssl_video.evaluation.report import write_report
 from ssl_video.evaluation.retrieval import retrieval_recall
+from ssl_video.features.dataset import extract_features
+from ssl_video.features.protocol import ClipProtocol
+from ssl_video.models.io import resolve_encoder
 
 __all__ = ["EvalInputs", "run_linear_probe", "run_retrieval", "resolve_inputs", "prepare_features", "split_subset",
            "split_summary", "base_report", "write_split_report"]
@@ -60,9 +62,8 @@ def resolve_inputs(inputs: EvalInputs):
     for s in splits:
         if not {"train", "test"} <= set(layout.splits[s]):
             raise UserError(f"{inputs.dataset}: split {s} needs train and test subsets")
-    encoder = resolve_encoder(inputs.encoder, inputs.encoder_args, inputs.seed)
-    if encoder.model.spec is None or encoder.model.spec.modality != "video":
-        raise UserError(f"encoder {inputs.encoder} is not a video encoder")
+    encoder = resolve_encoder(inputs.encoder, inputs.encoder_args, seed=inputs.seed, modality="video",
+                              key="--encoder")
     protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=inputs.clips if inputs.clips else 10,
                                         frames=inputs.frames, fps=inputs.fps, crop=inputs.crop, resize=inputs.resize)
     return layout, splits, encoder, protocol

@@ -51,42 +51,39 @@ def split_videos(keys: list[str], test_fraction: float, seed: int) -> set[str]:
     return {distinct[i] for i in order[:count]}
 
 
-@torch.no_grad()
-def _clip_features(model, dataset, device, batch_size: int, workers: int, progress: bool):
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+def _clip_features(model, dataset, device, batch_size: int, workers: int, progress: bool, bad_files):
+    """``(features, regions, record indices)`` of every decodable clip of ``dataset``."""
+    from ssl_video.features.extraction import clip_loader, run_batches
 
-    from ssl_video.data.clip_dataset import BadFileLog, collate_clips
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_clips)
     feats, regions, rows = [], [], []
-    bad = BadFileLog(log=lambda m: tqdm.write(f"[ssl-video] {m}"))
-    for batch in tqdm(loader, desc="clip features", unit="batch", disable=not progress, leave=False):
-        bad.update(batch["skipped"])
-        if "video" not in batch:
-            continue
-        feats.append(model(batch["video"].to(device)).float().cpu())
+    for batch, out in run_batches(model, clip_loader(dataset, batch_size, workers), device, bad_files,
+                                  progress=progress, desc="clip features"):
+        feats.append(out)
         regions.append(batch["region"])
         rows.append(batch["index"])
     if not feats:
         raise UserError("no clip could be decoded")
-    return torch.cat(feats).numpy(), torch.cat(regions).numpy(), torch.cat(rows).numpy(), bad.files
+    return torch.cat(feats).numpy(), torch.cat(regions).numpy(), torch.cat(rows).numpy()
 
 
 def run_temporal(inputs: TemporalInputs) -> dict:
     """Extract clip features, fit the foreground/background probe, write ``OUT/report.{json,md}``."""
+    from tqdm.auto import tqdm
+
+    from ssl_video.data.bad_files import BadFiles
     from ssl_video.data.untrimmed import SegmentClipDataset, read_ground_truth_csv, video_key
-    from ssl_video.evaluation.features import ClipProtocol, resolve_encoder, torch_device
+    from ssl_video.device import resolve_device
     from ssl_video.evaluation.linear import ProbeSettings, probe_split
     from ssl_video.evaluation.report import write_report
-    from ssl_video.recipe import ClipConfig, VideoAugment
+    from ssl_video.features.protocol import ClipProtocol
+    from ssl_video.models.io import resolve_encoder
+    from ssl_video.recipe import ClipConfig
 
     started = time.time()
     if not 0.0 < inputs.test_fraction < 1.0:
         raise UserError(f"--test-fraction must be in (0, 1), got {inputs.test_fraction}")
-    encoder = resolve_encoder(inputs.encoder, inputs.encoder_args, inputs.seed)
-    if encoder.model.spec is None or encoder.model.spec.modality != "video":
-        raise UserError(f"encoder {inputs.encoder} is not a video encoder")
+    encoder = resolve_encoder(inputs.encoder, inputs.encoder_args, seed=inputs.seed, modality="video",
+                              key="--encoder")
     protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=inputs.clips_per_segment, frames=inputs.frames,
                                         fps=inputs.fps, resize=inputs.resize, crop=inputs.crop)
     train_segments = read_ground_truth_csv(inputs.gt)
@@ -99,10 +96,10 @@ def run_temporal(inputs: TemporalInputs) -> dict:
         train_segments = [s for s in train_segments if video_key(s.filename) not in test_keys]
         split = f"{inputs.test_fraction:.0%} of the videos held out (seed {inputs.seed})"
     cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, resize=protocol.resize, audio=None,
-                     video=VideoAugment(crop=protocol.crop, mean=protocol.mean, std=protocol.std))
-    device = torch_device(inputs.device)
-    model = encoder.model.to(device).eval()
-    sets, skipped = {}, {}
+                     video=protocol.augment())
+    device = resolve_device(inputs.device)
+    bad = BadFiles(log=lambda m: tqdm.write(f"[ssl-video] {m}"))
+    sets = {}
     for name, segments in (("train", train_segments), ("test", test_segments)):
         # labels play no part here: every action label counts as one class
         labels = sorted({s.label for s in segments if s.action})
@@ -110,10 +107,11 @@ def run_temporal(inputs: TemporalInputs) -> dict:
                                      seed=inputs.seed, on_error="skip")
         if len(dataset) == 0:
             raise UserError(f"the {name} segments hold no clip of {protocol.frames} frames at {protocol.fps} fps")
-        x, y, rows, bad = _clip_features(model, dataset, device, inputs.batch_size, inputs.workers, inputs.progress)
+        x, y, rows = _clip_features(encoder.model, dataset, device, inputs.batch_size, inputs.workers,
+                                    inputs.progress, bad)
         ids = [dataset.records[int(i)].video_id for i in rows]
         sets[name] = (x, y, ids)
-        skipped.update(bad)
+    skipped = bad.as_dict()
     for name, (_, y, _) in sets.items():
         if len(np.unique(y)) < 2:
             raise UserError(f"the {name} clips are all {'foreground' if y[0] else 'background'}: the probe needs both")

@@ -97,12 +97,10 @@ def _layout(recipe):
 
 def build_encoder(cfg) -> nn.Module:
     """The video encoder of a :class:`~ssl_video.recipe.FinetuneConfig`: from ``init`` or the zoo."""
-    from ssl_video.models.registry import create_encoder
+    from ssl_video.models.io import resolve_encoder
 
     if cfg.init:
-        from ssl_video.export import load_encoder
-
-        encoder = load_encoder(cfg.init)
+        encoder = resolve_encoder(cfg.init, key="finetune.init", modality="video").model
         if cfg.encoder is not None and cfg.encoder != encoder.encoder_name:
             raise UserError(f"finetune.encoder is '{cfg.encoder}' but finetune.init ({cfg.init}) holds "
                             f"'{encoder.encoder_name}': set finetune.encoder to null or to the same name")
@@ -110,8 +108,4 @@ def build_encoder(cfg) -> nn.Module:
             raise UserError(f"finetune.encoder_args {cfg.encoder_args} differ from those of finetune.init "
                             f"({encoder.encoder_args}): leave finetune.encoder_args empty")
         return encoder.train()
-    encoder = create_encoder(cfg.encoder, **dict(cfg.encoder_args))
-    if encoder.spec.modality != "video":
-        raise UserError(f"finetune.encoder '{cfg.encoder}' is an {encoder.spec.modality} encoder; finetune needs "
-                        "a video encoder")
-    return encoder
+    return resolve_encoder(cfg.encoder, dict(cfg.encoder_args), modality="video", key="finetune.encoder").model.train()

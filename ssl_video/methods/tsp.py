@@ -77,7 +77,7 @@ class TSP(Method):
             raise ConfigError("tsp.num_classes", f"{cfg.train_csv} has no action labels")
         encoder = _encoder(cfg, recipe.data.clip, recipe.seed)
         if cfg.uses_gvf and cfg.gvf is not None:
-            from ssl_video.extract import read_gvf
+            from ssl_video.features.gvf import read_gvf
 
             dim = next(iter(read_gvf(cfg.gvf).values())).shape[0]
             if dim != encoder.spec.feature_dim:
@@ -91,7 +91,7 @@ class TSP(Method):
         """K clips per labelled segment of ``tsp.train_csv`` per epoch, with the video's GVF when used;
         videos are ``data.videos`` (or ``data.root``) joined with each row's ``filename``."""
         from ssl_video.data.untrimmed import SegmentClipDataset, action_classes, read_ground_truth_csv
-        from ssl_video.extract import read_gvf
+        from ssl_video.features.gvf import read_gvf
 
         cfg, data = recipe.tsp, recipe.data
         if cfg.train_csv is None:
@@ -157,23 +157,8 @@ class TSP(Method):
 
 
 def _encoder(cfg: TSPConfig, clip, seed: int) -> nn.Module:
-    from ssl_video.evaluation.features import resolve_encoder
     from ssl_video.methods.stica import input_contract
+    from ssl_video.models.io import resolve_encoder
 
-    if not _is_zoo_name(cfg.encoder):
-        if cfg.encoder_args:
-            raise ConfigError("tsp.encoder_args", "applies to zoo names only (an exported encoder carries "
-                              "its own): leave it empty")
-        args = None
-    else:
-        args = {**input_contract(clip)[0], **cfg.encoder_args}
-    encoder = resolve_encoder(cfg.encoder, args, seed).model
-    if encoder.spec is None or encoder.spec.modality != "video":
-        raise ConfigError("tsp.encoder", f"'{cfg.encoder}' is not a video encoder")
-    return encoder.train()
-
-
-def _is_zoo_name(ref: str) -> bool:
-    from pathlib import Path
-
-    return not (Path(ref).exists() or "/" in ref or ref.endswith(".json"))
+    return resolve_encoder(cfg.encoder, cfg.encoder_args, defaults=input_contract(clip)[0], seed=seed,
+                           modality="video", key="tsp.encoder").model.train()

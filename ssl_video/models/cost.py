@@ -29,7 +29,7 @@ from ssl_video.models.registry import Encoder, check_width, register_encoder, sc
 from ssl_video.models.video import init_resnet_weights
 
 __all__ = [
-    "VIEW_NAMES", "CoSTConv", "CoSTResNet", "cost_layers", "view_contributions", "plot_view_contributions",
+    "VIEW_NAMES", "CoSTConv", "CoSTResNet", "cost_layers", "view_contributions",
     "cost_r18", "cost_r50",
 ]
 
@@ -243,28 +243,3 @@ def view_contributions(encoder: nn.Module, clips: torch.Tensor | None = None) ->
             layer.keep_coefficients = False
             layer.kept_coefficients = None
         encoder.train(was_training)
-
-
-def plot_view_contributions(contributions: dict[str, torch.Tensor], out: str, title: str = "") -> None:
-    """Stacked horizontal bars: the share of each view (H-W, T-W, T-H) in every CoST layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(contributions)
-    shares = torch.stack([contributions[name].float().cpu() for name in names]).numpy()
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
-    left = [0.0] * len(names)
-    for view, colour in zip(range(3), ("tab:blue", "tab:orange", "tab:green"), strict=True):
-        ax.barh(names, shares[:, view], left=left, color=colour, label=VIEW_NAMES[view])
-        left = [a + b for a, b in zip(left, shares[:, view], strict=True)]
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean softmax coefficient (share of the layer's output)")
-    ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9, y=0.995)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)

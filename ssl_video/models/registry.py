@@ -46,7 +46,10 @@ TIMM_PREFIX = "timm:"
 VIDEO_INPUT_FIELDS = ("frames", "fps", "crop_size", "resize_size", "mean", "std")
 AUDIO_INPUT_FIELDS = ("sample_rate", "seconds", "n_mels", "n_fft", "win_seconds", "hop_seconds", "time_frames")
 INPUT_FIELDS = {"video": VIDEO_INPUT_FIELDS, "audio": AUDIO_INPUT_FIELDS}
-_BUILTIN_MODULES = ("ssl_video.models.video", "ssl_video.models.cost", "ssl_video.models.audio")
+_BUILTIN_MODULES = ("ssl_video.models.video", "ssl_video.models.cost", "ssl_video.models.audio",
+                    "ssl_video.models.timm_encoders")
+# name prefix -> factory(rest of the name, overrides) -> EncoderEntry, for families built on demand (timm:)
+_PREFIXES: dict[str, Callable[[str, dict[str, Any]], Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -197,14 +200,18 @@ def list_encoders(modality: str | None = None) -> list[str]:
     return sorted(name for name, entry in _REGISTRY.items() if modality in (None, entry.modality))
 
 
+def register_prefix(prefix: str, factory: Callable[[str, dict[str, Any]], Any]) -> None:
+    """Encoders named ``<prefix><anything>`` are built on demand by ``factory(anything, overrides)``."""
+    _PREFIXES[prefix] = factory
+
+
 def _entry(name: str, overrides: dict[str, Any]) -> EncoderEntry:
     if not isinstance(name, str) or not name:
         raise UserError(f"encoder name must be a non-empty string, got {name!r}")
-    if name.startswith(TIMM_PREFIX):
-        from ssl_video.models import timm_encoders
-
-        return timm_encoders.timm_entry(name[len(TIMM_PREFIX):], overrides)
     _load_builtins()
+    for prefix, factory in _PREFIXES.items():
+        if name.startswith(prefix):
+            return factory(name[len(prefix):], overrides)
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown encoder '{name}' (known: {known}; or timm:<any timm model>)")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ssl_video.errors import UserError
-from ssl_video.models.registry import TIMM_PREFIX, Encoder, EncoderEntry
+from ssl_video.models.registry import TIMM_PREFIX, Encoder, EncoderEntry, register_prefix
 
 __all__ = ["TimmEncoder", "timm_entry", "build_timm_encoder"]
 
@@ -89,3 +89,6 @@ def timm_entry(model_name: str, overrides: dict[str, Any]) -> EncoderEntry:
     builder = partial(build_timm_encoder, model_name)
     return EncoderEntry(name=f"{TIMM_PREFIX}{model_name}", builder=builder, modality=modality, inputs=inputs,
                         source=source, summary=f"timm {model_name} ({modality})", options={"modality": "video"})
+
+
+register_prefix(TIMM_PREFIX, timm_entry)

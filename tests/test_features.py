@@ -15,9 +15,12 @@ from ssl_video.cli import main
 from ssl_video.data.media import read_clips
 from ssl_video.data.transforms import video_transform
 from ssl_video.errors import UserError
-from ssl_video.evaluation.features import ClipProtocol, resolve_encoder
-from ssl_video.evaluation.features_io import read_features
-from ssl_video.extract import compute_gvf, extract, list_videos, parse_shard, read_gvf, shard_path
+from ssl_video.features.files import read_features
+from ssl_video.features.gvf import compute_gvf, read_gvf
+from ssl_video.features.protocol import ClipProtocol
+from ssl_video.features.sliding import extract
+from ssl_video.features.videos import list_videos, parse_shard, shard_path
+from ssl_video.models.io import resolve_encoder
 from ssl_video.recipe import VideoAugment
 
 ARGS = {"width": 0.0625}
@@ -179,3 +182,83 @@ def test_cli_list_file_and_errors(videos, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "g.h5")]) == 2  # neither --videos nor --list
     assert main([*base, "--videos", str(videos), "--out", str(tmp_path / "x.txt"), "--format", "h5"]) == 2
     assert "ssl-video: error" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- dataset cache
+
+
+def test_cache_keeps_every_clip_feature_in_time_order(synth, tmp_path):
+    from ssl_video.data.clip_dataset import ClipDataset
+    from ssl_video.data.datasets.base import VideoRecord
+    from ssl_video.features.dataset import extract_features
+    from ssl_video.recipe import ClipConfig, ClipSampling, VideoAugment
+
+    encoder = resolve_encoder("r3d_18", {"width": 0.0625})
+    paths = sorted(str(p) for p in (synth / "UCF-101").rglob("*.mp4"))[:5]
+    protocol = ClipProtocol(clips=3, frames=4, fps=8.0, resize=32, crop=32)
+    table = extract_features(encoder, paths, protocol, batch_size=2, num_workers=0, cache_dir=tmp_path,
+                             progress=False)
+    assert table.clips.shape == (5, 3, table.mean.shape[1]) and table.clips.dtype == np.float16
+    clips = table.clips.astype(np.float32)
+    np.testing.assert_allclose(clips.mean(1), table.mean, rtol=2e-3, atol=2e-3)
+    normalised = clips / np.linalg.norm(clips, axis=-1, keepdims=True)
+    np.testing.assert_allclose(normalised.mean(1), table.mean_l2, rtol=2e-3, atol=2e-3)
+    # a slow reference: the encoder on the three uniformly spaced clips of one video, one clip at a time
+    cfg = ClipConfig(frames=4, fps=8.0, resize=32, sampling=ClipSampling(mode="uniform", num_clips=3),
+                     video=VideoAugment(crop=32), audio=None)
+    video = ClipDataset([VideoRecord(paths[3], -1, "v")], cfg, train=False)[0]["video"]
+    with torch.no_grad():
+        reference = torch.cat([encoder.model(clip[None]) for clip in video]).numpy()
+    np.testing.assert_allclose(clips[3], reference, rtol=1e-2, atol=1e-3)
+    # a cache hit memory-maps the same clip features; an entry whose clip file is gone is extracted again
+    again = extract_features(encoder, paths, protocol, cache_dir=tmp_path, num_workers=0, progress=False)
+    assert again.cache_hit and isinstance(again.clips, np.memmap)
+    np.testing.assert_array_equal(np.asarray(again.clips), table.clips)
+    for clip_file in tmp_path.glob("*.clips.npy"):
+        clip_file.unlink()
+    rebuilt = extract_features(encoder, paths, protocol, cache_dir=tmp_path, num_workers=0, progress=False)
+    assert not rebuilt.cache_hit and rebuilt.clips.shape == table.clips.shape
+
+
+# ---------------------------------------------------------------------------------------------- the one loop
+
+
+def test_run_batches_yields_decoded_batches_and_records_each_bad_file_once():
+    from ssl_video.data.bad_files import BadFiles
+    from ssl_video.features.extraction import run_batches
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).train()
+    loader = [{"skipped": ["a.mp4\tcorrupt"], "video": torch.ones(2, 3), "index": torch.tensor([0, 1])},
+              {"skipped": ["b.mp4\tmissing file", "a.mp4\tcorrupt again"]},  # nothing decoded: not yielded
+              {"skipped": [], "video": torch.zeros(1, 3, dtype=torch.float64), "index": torch.tensor([2])}]
+    messages = []
+    bad = BadFiles(log=messages.append)
+    out = list(run_batches(model.double(), loader[2:], torch.device("cpu"), BadFiles()))
+    assert out[0][1].dtype == torch.float32  # outputs always float32 on the CPU
+    model.float()
+    out = list(run_batches(model, loader[:2], torch.device("cpu"), bad))
+    assert len(out) == 1 and out[0][0]["index"].tolist() == [0, 1] and not model.training
+    with torch.no_grad():
+        assert torch.equal(out[0][1], model(torch.ones(2, 3)))
+    assert not out[0][1].requires_grad
+    assert bad.as_dict() == {"a.mp4": "corrupt", "b.mp4": "missing file"} and bad.count == 2
+    assert len(messages) == 2 and "a.mp4: corrupt" in messages[0]  # reported once, first reason kept
+    doubled = list(run_batches(model, loader[:1], torch.device("cpu"), bad, forward=lambda v: 2 * model(v)))
+    assert torch.allclose(doubled[0][1], 2 * out[0][1]) and len(messages) == 2
+
+
+def test_dataset_extraction_records_missing_and_corrupt_files(synth, tmp_path):
+    from ssl_video.features.dataset import extract_features
+
+    encoder = resolve_encoder("r3d_18", {"width": 0.0625})
+    good = sorted(str(p) for p in (synth / "UCF-101").rglob("*.mp4"))[:2]
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00" * 100)
+    paths = [good[0], str(tmp_path / "missing.mp4"), str(corrupt), good[1]]
+    protocol = ClipProtocol(clips=2, frames=4, fps=8.0, resize=32, crop=32)
+    table = extract_features(encoder, paths, protocol, device="cpu", batch_size=2, num_workers=0, use_cache=False,
+                             progress=False)
+    assert table.ok.tolist() == [True, False, False, True]
+    assert list(table.skipped) == [paths[1], paths[2]] and table.skipped[paths[1]] == "missing file"
+    assert table.clips_decoded == 4

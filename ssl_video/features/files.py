@@ -1,31 +1,34 @@
-"""Read per-video feature sequences and label tables from disk.
+"""The feature files of ``ssl-video extract`` and ``ssl-video tsp gvf``: how they are written and read.
 
-Feature layouts (what ``ssl-video extract`` writes):
+Layouts:
 
 * one HDF5 file: one dataset per video, keyed by the video name (a name with ``/`` lives in nested
   groups and is read back with its full path), shape ``[num_clips, F]`` float32. Clip start times (s)
   are an attribute ``start_times`` of that dataset, or a sibling dataset ``<name>.times``. Attributes of
-  the file itself are returned as metadata.
+  the file itself are returned as metadata. Written at once to a temporary name, then renamed.
 * a directory of ``<video>.npy`` arrays ``[num_clips, F]`` (searched recursively; the name is the path
-  relative to the directory without ``.npy``), start times optionally in ``<video>.times.npy``.
+  relative to the directory without ``.npy``), start times optionally in ``<video>.times.npy``; written
+  per video (times first, each atomically) with a manifest ``extract.json`` (:class:`NpyStore`).
 
-Labels CSV: rows ``video,label[,label...]``. A first row whose first cell is ``video`` is a header; with a
-header, a column named ``split`` (values ``train``/``test``) assigns the split, and every other column
-after ``video`` holds labels. Empty cells are ignored; labels are strings.
+Features of one output must come from one encoder and clip protocol: :func:`signature` is stored with them
+and checked whenever more are added.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ssl_video.errors import UserError
+from ssl_video.files import write_atomic, write_json
 
-__all__ = ["FeatureSet", "LabelTable", "read_features", "read_labels_csv", "TIMES_SUFFIX"]
+__all__ = ["FeatureSet", "read_features", "TIMES_SUFFIX", "MANIFEST", "signature", "check_signature", "NpyStore",
+           "H5Sources", "write_h5"]
 
+MANIFEST = "extract.json"
 TIMES_SUFFIX = ".times"
 
 
@@ -44,18 +47,6 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.features)
 
-
-@dataclass
-class LabelTable:
-    """``videos[i]`` has labels ``labels[i]`` (strings) and, when the CSV says so, ``splits[i]``."""
-
-    videos: list[str]
-    labels: list[list[str]]
-    splits: list[str] | None = None
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted({label for labels in self.labels for label in labels})
 
 
 def _as_sequence(array: np.ndarray, name: str, source: Path) -> np.ndarray:
@@ -150,46 +141,89 @@ def read_features(path: str | Path) -> FeatureSet:
     return fs
 
 
-def read_labels_csv(path: str | Path) -> LabelTable:
-    """Read ``video,label[,label...]`` (optional header, optional ``split`` column); see the module notes."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"labels CSV not found: {path}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = [[cell.strip() for cell in row] for row in csv.reader(f)]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path} is not a readable CSV: {exc}") from None
-    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(row)]
-    if not numbered:
-        raise UserError(f"labels CSV {path} is empty")
-    split_col = None
-    if numbered[0][1][0].lower() == "video":
-        header = [cell.lower() for cell in numbered[0][1]]
-        numbered = numbered[1:]
-        if "split" in header:
-            split_col = header.index("split")
-    videos: list[str] = []
-    labels: list[list[str]] = []
-    splits: list[str] = []
-    seen: set[str] = set()
-    for line, row in numbered:
-        video = row[0]
-        if not video:
-            raise UserError(f"{path} line {line}: the first column (video) is empty")
-        if video in seen:
-            raise UserError(f"{path} line {line}: video '{video}' is listed twice")
-        seen.add(video)
-        row_labels = [cell for j, cell in enumerate(row[1:], start=1) if cell and j != split_col]
-        if not row_labels:
-            raise UserError(f"{path} line {line}: video '{video}' has no label")
-        if split_col is not None:
-            split = row[split_col].lower() if split_col < len(row) else ""
-            if split not in ("train", "test"):
-                raise UserError(f"{path} line {line}: split must be 'train' or 'test', got '{split}'")
-            splits.append(split)
-        videos.append(video)
-        labels.append(row_labels)
-    if not videos:
-        raise UserError(f"labels CSV {path} has a header but no rows")
-    return LabelTable(videos, labels, splits if split_col is not None else None)
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def signature(encoder, protocol, stride: int) -> dict:
+    """What must match for features to be mixed in one output (encoder weights, clip protocol, stride)."""
+    p = asdict(protocol)
+    p.pop("clips", None)
+    return {"weights_sha256": encoder.weights_hash, "protocol": json.dumps(p, sort_keys=True), "stride": int(stride)}
+
+
+def check_signature(found: dict, wanted: dict, where: Path) -> None:
+    diff = [k for k in wanted if str(found.get(k)) != str(wanted[k])]
+    if diff:
+        raise UserError(f"{where} holds features of another encoder or clip protocol ({', '.join(diff)} "
+                        "differ): choose another --out or remove it")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    write_atomic(path, lambda tmp: np.save(tmp, array))
+
+
+class NpyStore:
+    """``<key>.npy`` + ``<key>.times.npy`` per video under ``root``, with a manifest."""
+
+    def __init__(self, root: Path, signature: dict, meta: dict):
+        self.root = root
+        manifest = root / MANIFEST
+        if manifest.is_file():
+            check_signature(json.loads(manifest.read_text()), signature, root)
+        else:
+            write_json(manifest, {**signature, **meta})
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def write(self, key: str, features: np.ndarray, times: np.ndarray) -> None:
+        _save_npy(self.root / f"{key}{TIMES_SUFFIX}.npy", times)
+        _save_npy(self.path(key), features)
+
+    def read(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        return np.load(self.path(key)), np.load(self.root / f"{key}{TIMES_SUFFIX}.npy")
+
+
+class H5Sources:
+    """Finished HDF5 files (this output, its shards) that already hold some videos."""
+
+    def __init__(self, out: Path, signature: dict):
+        import h5py
+
+        self.opened: dict[Path, object] = {}
+        candidates = [out, *sorted(out.parent.glob(f"{out.stem}.shard-*-of-*{out.suffix}"))]
+        for path in candidates:
+            if path.is_file():
+                f = h5py.File(path, "r")
+                self.opened[path] = f
+                check_signature(dict(f.attrs), signature, path)
+
+    def find(self, key: str):
+        for f in self.opened.values():
+            if key in f:
+                return f[key]
+        return None
+
+    def close(self) -> None:
+        for f in self.opened.values():
+            f.close()
+
+
+def write_h5(path: Path, keys: list[str], lookup, attrs: dict) -> None:
+    """One HDF5 file of ``keys``: ``lookup(key) -> (features, start times or None)``; file attributes ``attrs``."""
+    import h5py
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            for name, value in attrs.items():
+                f.attrs[name] = value
+            for key in keys:
+                features, times = lookup(key)
+                ds = f.create_dataset(key, data=np.asarray(features, dtype=np.float32))
+                if times is not None:
+                    ds.attrs["start_times"] = np.asarray(times, dtype=np.float64)
+
+    write_atomic(path, write)
