@@ -298,7 +298,7 @@ def test_two_stream_classifier_built_per_head():
     import torch
 
     from ssl_video.evaluation.pooling import PoolingSettings, build_classifier
-    from ssl_video.models.pooling import TwoStreamClassifier
+    from ssl_video.models.heads import TwoStreamClassifier
 
     settings = PoolingSettings(clusters=4, hidden=8)
     for head in ("netvlad", "transformer", "attention_clusters", "gru"):

@@ -8,17 +8,14 @@ import math
 import pytest
 import torch
 
+from ssl_video.models.heads import ContextGating, MixtureOfExperts, PooledClassifier, TwoStreamClassifier
 from ssl_video.models.pooling import (
     AttentionClusters,
-    ContextGating,
     GRUPool,
     LSTMPool,
-    MixtureOfExperts,
     NetFV,
     NetVLAD,
-    PooledClassifier,
     TransformerPool,
-    TwoStreamClassifier,
     count_parameters,
     create_pooling_head,
     list_pooling_heads,

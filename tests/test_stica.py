@@ -13,7 +13,8 @@ from torch import nn
 from ssl_video.errors import ConfigError
 from ssl_video.losses import cross_modal_nce, info_nce
 from ssl_video.methods.stica import STiCA, crop_boxes, feature_crops
-from ssl_video.models.heads import CropPooling, ProjectionHead
+from ssl_video.models.heads import ProjectionHead
+from ssl_video.models.pooling import CropPooling
 from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, PoolingConfig, StiCAConfig, window_cells
 
 TINY_VIDEO = dict(width=0.0625, frames=4, crop_size=32)

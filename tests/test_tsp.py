@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 from ssl_video.cli import main
 from ssl_video.config import load_config
-from ssl_video.data.untrimmed import generate_untrimmed_dataset, read_ground_truth_csv, usable_segments
+from ssl_video.data.datasets.tsp import read_ground_truth_csv
+from ssl_video.data.segment_dataset import usable_segments
+from ssl_video.data.synth_untrimmed import generate_untrimmed_dataset
 from ssl_video.engine.trainer import train
 from ssl_video.errors import ConfigError, UserError
 from ssl_video.features.gvf import compute_gvf

@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 
 from ssl_video.cli import main
-from ssl_video.data.media import probe
-from ssl_video.data.untrimmed import (
+from ssl_video.data.datasets.tsp import (
     Segment,
-    SegmentClipDataset,
     action_classes,
-    generate_untrimmed_dataset,
     read_ground_truth_csv,
     read_metadata_csv,
-    usable_segments,
     write_ground_truth_csv,
 )
+from ssl_video.data.media import probe
+from ssl_video.data.segment_dataset import SegmentClipDataset, usable_segments
+from ssl_video.data.synth_untrimmed import generate_untrimmed_dataset
 from ssl_video.errors import UserError
 from ssl_video.recipe import ClipConfig, VideoAugment
 

@@ -90,7 +90,7 @@ def run_synth(args) -> int:
 
 
 def run_synth_untrimmed(args) -> int:
-    from ssl_video.data.untrimmed import generate_untrimmed_dataset
+    from ssl_video.data.synth_untrimmed import generate_untrimmed_dataset
 
     summary = generate_untrimmed_dataset(
         args.out, videos=args.videos, classes=args.classes, seconds=args.seconds, fps=args.fps,

@@ -32,7 +32,7 @@ def run_gvf(args) -> int:
 
     from ssl_video.cli.extract import encoder_and_protocol
     from ssl_video.data.datasets.base import require_dir
-    from ssl_video.data.untrimmed import read_metadata_csv, video_key
+    from ssl_video.data.datasets.tsp import read_metadata_csv, video_key
     from ssl_video.features.gvf import compute_gvf
     from ssl_video.features.videos import VideoItem
 

@@ -12,9 +12,9 @@ Protocol (written into every report):
   train / 30% test of every class (stratified on a video's first listed label; a class with a single
   video keeps it in train; ``numpy.random.default_rng(seed)``).
 * model: pooling head -> FC -> BatchNorm -> [Context Gating] -> linear or MoE classifier ->
-  [Context Gating] (:class:`ssl_video.models.pooling.PooledClassifier`); two streams: one pooling head per
+  [Context Gating] (:class:`ssl_video.models.heads.PooledClassifier`); two streams: one pooling head per
   stream (audio with ``audio_clusters``, default half the clusters), concatenated, then the same block
-  (:class:`ssl_video.models.pooling.TwoStreamClassifier`).
+  (:class:`ssl_video.models.heads.TwoStreamClassifier`).
 * training: Adam, fixed epochs, mini-batches of padded sequences with masks; a sequence longer than
   ``max_clips`` is cut to a random ordered subset of ``max_clips`` clips in training and to evenly
   spaced clips in testing. The same seed initialises every head.
@@ -213,12 +213,8 @@ def build_classifier(
     :class:`TwoStreamClassifier` (one ``head`` per stream)."""
     import math
 
-    from ssl_video.models.pooling import (
-        PooledClassifier,
-        TwoStreamClassifier,
-        create_pooling_head,
-        pooling_head_options,
-    )
+    from ssl_video.models.heads import PooledClassifier, TwoStreamClassifier
+    from ssl_video.models.pooling import create_pooling_head, pooling_head_options
 
     try:
         clustered = pooling_head_options(head)["clustered"]

@@ -1,6 +1,6 @@
 """Temporal sensitivity: how well a linear probe tells foreground (action) clips from background clips.
 
-Clips come from the segments of TSP ground-truth CSVs (:mod:`ssl_video.data.untrimmed`): every segment at
+Clips come from the segments of TSP ground-truth CSVs (:mod:`ssl_video.data.datasets.tsp`): every segment at
 least one clip long gives ``clips_per_segment`` evenly spaced clips, centre-cropped, through the frozen
 encoder (eval mode). A two-class logistic regression (:mod:`ssl_video.evaluation.linear`, L2 penalty chosen
 on held-out training videos) is fitted on the training clips and scored on the test clips: those of
@@ -71,7 +71,8 @@ def run_temporal(inputs: TemporalInputs) -> dict:
     from tqdm.auto import tqdm
 
     from ssl_video.data.bad_files import BadFiles
-    from ssl_video.data.untrimmed import SegmentClipDataset, read_ground_truth_csv, video_key
+    from ssl_video.data.datasets.tsp import read_ground_truth_csv, video_key
+    from ssl_video.data.segment_dataset import SegmentClipDataset
     from ssl_video.device import resolve_device
     from ssl_video.evaluation.linear import ProbeSettings, probe_split
     from ssl_video.evaluation.report import write_report

@@ -1,7 +1,7 @@
 """Long videos to extract features from: their names (keys), listing, and shards.
 
 A video's key is its path relative to the videos directory without the extension
-(:func:`~ssl_video.data.untrimmed.video_key`). Shard ``i`` (0-based) of ``n`` takes videos ``i, i+n, i+2n ...``
+(:func:`~ssl_video.data.datasets.tsp.video_key`). Shard ``i`` (0-based) of ``n`` takes videos ``i, i+n, i+2n ...``
 of the sorted list, so the shards' union is the unsharded list.
 """
 
@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssl_video.data.untrimmed import video_key
+from ssl_video.data.datasets.tsp import video_key
 from ssl_video.errors import UserError
 
 __all__ = ["VideoItem", "list_videos", "parse_shard", "shard_videos", "shard_path"]

@@ -4,7 +4,7 @@ Space-Time Crop & Attend (Patrick, Asano et al. 2021; official code facebookrese
 One training step, for a batch of ``B`` clips each with two augmented views of the same decoded clip:
 
 1. each view goes through the video encoder ONCE (``forward_features``: ``B x C x T' x H' x W'``);
-2. the whole map of each view is pooled (:class:`~ssl_video.models.heads.CropPooling`) and projected
+2. the whole map of each view is pooled (:class:`~ssl_video.models.pooling.CropPooling`) and projected
    (:class:`~ssl_video.models.heads.ProjectionHead`); the audio (``B x 1 x F x T``) is encoded once,
    averaged and projected;
 3. cross-modal term: ``loss_av = 0.5 * (nce(view 1, audio) + nce(view 2, audio))``, each symmetric
@@ -40,7 +40,8 @@ from ssl_video.errors import UserError
 from ssl_video.losses import cross_modal_nce, info_nce
 from ssl_video.methods import register_method
 from ssl_video.methods.base import Method
-from ssl_video.models.heads import CropPooling, ProjectionHead
+from ssl_video.models.heads import ProjectionHead
+from ssl_video.models.pooling import CropPooling
 from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, StiCAConfig, window_cells
 
 __all__ = ["CropBox", "crop_boxes", "feature_crops", "crop_pair_losses", "STiCA", "input_contract"]

@@ -1,7 +1,7 @@
 """TSP: temporally-sensitive supervised pretraining on untrimmed videos (Alwassel et al. 2021, REFERENCE §4).
 
 One training step, for a batch of clips sampled from labelled segments
-(:class:`~ssl_video.data.untrimmed.SegmentClipDataset`):
+(:class:`~ssl_video.data.segment_dataset.SegmentClipDataset`):
 
 1. every clip goes through the video encoder: local feature ``f`` (``B x F``);
 2. action head ``Linear(F -> C)`` on foreground clips only: ``loss_action`` is the cross-entropy averaged
@@ -65,7 +65,7 @@ class TSP(Method):
     def from_recipe(cls, recipe) -> TSP:
         """The encoder of ``tsp.encoder`` (input contract from ``data.clip`` for zoo names) and the heads;
         the number of classes is ``tsp.num_classes`` or the action labels of ``tsp.train_csv``."""
-        from ssl_video.data.untrimmed import action_classes, read_ground_truth_csv
+        from ssl_video.data.datasets.tsp import action_classes, read_ground_truth_csv
 
         cfg = recipe.tsp
         num_classes = cfg.num_classes
@@ -90,7 +90,8 @@ class TSP(Method):
     def train_dataset(cls, recipe):
         """K clips per labelled segment of ``tsp.train_csv`` per epoch, with the video's GVF when used;
         videos are ``data.videos`` (or ``data.root``) joined with each row's ``filename``."""
-        from ssl_video.data.untrimmed import SegmentClipDataset, action_classes, read_ground_truth_csv
+        from ssl_video.data.datasets.tsp import action_classes, read_ground_truth_csv
+        from ssl_video.data.segment_dataset import SegmentClipDataset
         from ssl_video.features.gvf import read_gvf
 
         cfg, data = recipe.tsp, recipe.data

@@ -20,16 +20,16 @@ Heads (definitions from the papers, see REFERENCE §4):
   keys projected, values and output identity, token 0 (the first valid one) is the output;
 * ``AvgPool``, ``MaxPool``, ``LSTMPool``, ``GRUPool`` (final hidden state of a packed sequence).
 
-Classification blocks: ``ContextGating`` (``Y = sigmoid(W X + b) * X``), ``MixtureOfExperts``,
-``PooledClassifier`` (pooling -> FC -> gating -> classifier -> gating) and ``TwoStreamClassifier``
-(one pooling per stream, late fusion by concatenation). Heads are created by name with
-:func:`create_pooling_head`.
+Heads are created by name with :func:`create_pooling_head`. :class:`CropPooling` pools a crop of a video
+feature map (``B x C x T x H x W``) into one vector for STiCA (average, or :class:`TransformerPool` over
+its tokens; see the class). The classifiers built on these heads live in :mod:`ssl_video.models.heads`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +48,7 @@ __all__ = [
     "MaxPool",
     "LSTMPool",
     "GRUPool",
-    "ContextGating",
-    "MixtureOfExperts",
-    "PooledClassifier",
-    "TwoStreamClassifier",
+    "CropPooling",
     "register_pooling_head",
     "create_pooling_head",
     "list_pooling_heads",
@@ -417,154 +414,115 @@ class GRUPool(_RecurrentPool):
 
 
 # ----------------------------------------------------------------------------------------------------
-# classification blocks
+# STiCA crop pooling
 
 
-class ContextGating(nn.Module):
-    """``Y = sigmoid(W X + b) * X`` (element-wise)."""
+def _init_transformer(module: nn.Module) -> None:
+    # the official initialisation: Linear N(0, 0.02) with zero bias, LayerNorm identity
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
-    def __init__(self, dim: int):
+
+class CropPooling(nn.Module):
+    """Pool ``B x C x T x H x W`` feature-map crops into ``B x output_dim`` (see the module docstring).
+
+    ``width`` (default ``dim``) is the transformer width (an input projection is added when it differs),
+    ``ffn`` its hidden size (default ``4 * width``, 2048 for 512 as published), ``max_len`` the longest
+    axis a positional table covers.
+
+
+    pools a crop of a video feature map (``B x C x T x H x W``) into one vector.
+    ``layers=0`` is the global average. Otherwise the crop becomes a token sequence and a shallow
+    post-LayerNorm transformer (:class:`ssl_video.models.pooling.TransformerPool`: queries and keys
+    projected, values and output identity, GELU FFN) runs over it; the output is token 0. Token modes:
+    ``"time"`` (published): average over space, one token per time step of the crop; ``"spacetime"``:
+    one token per cell, in ``(t, h, w)`` order. Options: a learned class token prepended (it becomes
+    token 0, the output) and learned positional embeddings (relative to the crop: a time table in
+    ``"time"`` mode, a sum of time, row and column tables in ``"spacetime"`` mode).
+
+    Published detail not kept: the official code resamples every crop to 4 time steps with adaptive
+    average pooling before the transformer (for 2- or 3-step temporal crops this repeats or blends steps,
+    and for 8-step maps its reshape folded batch elements together); here the crop's own time steps are
+    the tokens.
+    """
+
+    def __init__(self, dim: int, layers: int = 2, heads: int = 4, width: int | None = None, ffn: int | None = None,
+                 dropout: float = 0.0, tokens: Literal["time", "spacetime"] = "time", class_token: bool = False,
+                 positional: bool = False, max_len: int = 64):
         super().__init__()
-        self.fc = nn.Linear(dim, dim)
+        if tokens not in ("time", "spacetime"):
+            raise ValueError(f"tokens must be 'time' or 'spacetime', got {tokens!r}")
+        if layers < 0:
+            raise ValueError(f"layers must be >= 0, got {layers}")
+        self.dim, self.layers, self.tokens = dim, layers, tokens
+        self.transformer = None
+        self.cls = self.pos_t = self.pos_h = self.pos_w = None
+        if layers == 0:
+            self.output_dim = dim
+            return
+        self.transformer = TransformerPool(dim, layers=layers, heads=heads, ffn=ffn, dropout=dropout, width=width,
+                                           positional=False, output="first")
+        self.transformer.apply(_init_transformer)
+        self.output_dim = self.transformer.output_dim
+        if class_token:
+            self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+            nn.init.trunc_normal_(self.cls, std=0.02)
+        if positional:
+            self.pos_t = nn.Parameter(torch.zeros(max_len, dim))
+            nn.init.trunc_normal_(self.pos_t, std=0.02)
+            if tokens == "spacetime":
+                self.pos_h = nn.Parameter(torch.zeros(max_len, dim))
+                self.pos_w = nn.Parameter(torch.zeros(max_len, dim))
+                nn.init.trunc_normal_(self.pos_h, std=0.02)
+                nn.init.trunc_normal_(self.pos_w, std=0.02)
+
+    def token_sequence(self, x: Tensor) -> Tensor:
+        """The transformer's input ``B x N x C`` for a crop ``B x C x T x H x W`` (positions and class
+        token included)."""
+        if x.ndim != 5:
+            raise ValueError(f"expected a B x C x T x H x W crop, got shape {tuple(x.shape)}")
+        _, _, t, h, w = x.shape
+        if self.tokens == "time":
+            seq = x.mean(dim=(3, 4)).transpose(1, 2)
+            if self.pos_t is not None:
+                seq = seq + self._table(self.pos_t, t)
+        else:
+            seq = x.flatten(2).transpose(1, 2)
+            if self.pos_t is not None:
+                pos = (self._table(self.pos_t, t)[:, None, None] + self._table(self.pos_h, h)[None, :, None]
+                       + self._table(self.pos_w, w)[None, None, :])
+                seq = seq + pos.reshape(t * h * w, -1)
+        if self.cls is not None:
+            seq = torch.cat([self.cls.expand(seq.shape[0], -1, -1).to(seq.dtype), seq], dim=1)
+        return seq
+
+    @staticmethod
+    def _table(table: Tensor, length: int) -> Tensor:
+        if length > table.shape[0]:
+            raise ValueError(f"crop axis of {length} cells exceeds the positional table ({table.shape[0]})")
+        return table[:length]
+
+    def encode_tokens(self, x: Tensor) -> Tensor:
+        """Every token's output ``B x N x width`` (``forward`` returns token 0 of this)."""
+        if self.transformer is None:
+            raise RuntimeError("average pooling (layers=0) has no token outputs")
+        seq = self.transformer.input(self.token_sequence(x))
+        mask = torch.ones(seq.shape[:2], dtype=torch.bool, device=seq.device)
+        for layer in self.transformer.layers:
+            seq = layer(seq, mask)
+        return seq
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.fc(x)) * x
-
-
-class MixtureOfExperts(nn.Module):
-    """Per-class mixture of logistic experts; returns probabilities ``(B, C)`` in [0, 1].
-
-    ``p(c | x) = sum_e g_e(c, x) sigmoid(u_e(c) . x)`` where the gate is a softmax over
-    ``experts + 1`` choices, the extra one a dummy expert that always says 0.
-    """
-
-    def __init__(self, in_dim: int, num_classes: int, experts: int = 2):
-        super().__init__()
-        self.num_classes, self.experts = num_classes, experts
-        self.gates = nn.Linear(in_dim, num_classes * (experts + 1))
-        self.experts_fc = nn.Linear(in_dim, num_classes * experts)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate = torch.softmax(self.gates(x).unflatten(-1, (self.num_classes, self.experts + 1)), dim=-1)
-        expert = torch.sigmoid(self.experts_fc(x).unflatten(-1, (self.num_classes, self.experts)))
-        return (gate[..., : self.experts] * expert).sum(dim=-1)
-
-
-def _probabilities_to_logits(p: Tensor, eps: float = 1e-6) -> Tensor:
-    p = p.clamp(eps, 1.0 - eps)
-    return torch.log(p) - torch.log1p(-p)
-
-
-class _Classifier(nn.Module):
-    """FC -> BN -> [ReLU] -> [gating] -> linear or MoE -> [gating]; returns logits."""
-
-    def __init__(
-        self,
-        in_dim: int,
-        num_classes: int,
-        hidden: int,
-        gating: bool,
-        classifier: str,
-        experts: int,
-        dropout: float,
-        relu: bool,
-    ):
-        super().__init__()
-        if classifier not in ("linear", "moe"):
-            raise ValueError(f"classifier must be 'linear' or 'moe', got {classifier!r}")
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_dim, hidden, bias=False)
-        self.norm = nn.BatchNorm1d(hidden)
-        self.relu = relu
-        self.gate = ContextGating(hidden) if gating else None
-        self.kind = classifier
-        self.classifier = (
-            nn.Linear(hidden, num_classes)
-            if classifier == "linear"
-            else MixtureOfExperts(hidden, num_classes, experts)
-        )
-        self.output_gate = ContextGating(num_classes) if gating else None
-
-    def forward(self, z: Tensor) -> Tensor:
-        z = self.norm(self.fc(self.dropout(z)))
-        if self.relu:
-            z = F.relu(z)
-        if self.gate is not None:
-            z = self.gate(z)
-        out = self.classifier(z)
-        if self.output_gate is not None:
-            out = self.output_gate(out)  # on probabilities for MoE, on logits for a linear classifier
-        return _probabilities_to_logits(out) if self.kind == "moe" else out
-
-
-class PooledClassifier(nn.Module):
-    """One stream: ``pool -> FC(hidden) -> BN -> [gating] -> classifier -> [gating]``.
-
-    ``classifier="moe"`` uses :class:`MixtureOfExperts` (its probabilities, gated as in the paper, are
-    returned as logits ``log(p / (1 - p))`` so that every model trains with the same losses).
-    ``forward(x, mask)`` returns logits ``(B, num_classes)``.
-    """
-
-    def __init__(
-        self,
-        pool: nn.Module,
-        num_classes: int,
-        hidden: int = 1024,
-        gating: bool = True,
-        classifier: str = "linear",
-        experts: int = 2,
-        dropout: float = 0.0,
-        relu: bool = False,
-    ):
-        super().__init__()
-        self.pool = pool
-        self.head = _Classifier(
-            pool.output_dim, num_classes, hidden, gating, classifier, experts, dropout, relu
-        )
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.head(self.pool(x, mask))
-
-
-class TwoStreamClassifier(nn.Module):
-    """Video + audio: one pooling per stream, late fusion by concatenation, then as :class:`PooledClassifier`.
-
-    Gating sits after the fused FC and after the classifier. Cluster-based heads use ``clusters`` for the
-    video stream and ``audio_clusters`` (default ``clusters // 2``) for the audio stream.
-    """
-
-    def __init__(
-        self,
-        video_dim: int,
-        audio_dim: int,
-        num_classes: int,
-        head: str = "netvlad",
-        clusters: int = 64,
-        audio_clusters: int | None = None,
-        hidden: int = 1024,
-        gating: bool = True,
-        classifier: str = "moe",
-        experts: int = 2,
-        dropout: float = 0.0,
-        relu: bool = False,
-        **head_kwargs,
-    ):
-        super().__init__()
-        audio_clusters = audio_clusters or max(1, clusters // 2)
-        self.video_pool = create_pooling_head(
-            head, video_dim, **_cluster_kwargs(head, clusters), **head_kwargs
-        )
-        self.audio_pool = create_pooling_head(
-            head, audio_dim, **_cluster_kwargs(head, audio_clusters), **head_kwargs
-        )
-        fused = self.video_pool.output_dim + self.audio_pool.output_dim
-        self.head = _Classifier(fused, num_classes, hidden, gating, classifier, experts, dropout, relu)
-
-    def forward(
-        self, video: Tensor, audio: Tensor, video_mask: Tensor | None = None, audio_mask: Tensor | None = None
-    ) -> Tensor:
-        fused = torch.cat([self.video_pool(video, video_mask), self.audio_pool(audio, audio_mask)], dim=1)
-        return self.head(fused)
+        if self.transformer is None:
+            if x.ndim != 5:
+                raise ValueError(f"expected a B x C x T x H x W crop, got shape {tuple(x.shape)}")
+            return x.mean(dim=(2, 3, 4))
+        return self.transformer(self.token_sequence(x))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -606,7 +564,7 @@ def pooling_head_options(name: str) -> dict:
     return {"clustered": name in _CLUSTERED}
 
 
-def _cluster_kwargs(name: str, clusters: int | None) -> dict:
+def cluster_kwargs(name: str, clusters: int | None) -> dict:
     return {"clusters": clusters} if clusters is not None and name in _CLUSTERED else {}
 
 
