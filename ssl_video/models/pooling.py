@@ -429,14 +429,8 @@ def _init_transformer(module: nn.Module) -> None:
 
 
 class CropPooling(nn.Module):
-    """Pool ``B x C x T x H x W`` feature-map crops into ``B x output_dim`` (see the module docstring).
+    """Pool ``B x C x T x H x W`` feature-map crops (STiCA) into ``B x output_dim``.
 
-    ``width`` (default ``dim``) is the transformer width (an input projection is added when it differs),
-    ``ffn`` its hidden size (default ``4 * width``, 2048 for 512 as published), ``max_len`` the longest
-    axis a positional table covers.
-
-
-    pools a crop of a video feature map (``B x C x T x H x W``) into one vector.
     ``layers=0`` is the global average. Otherwise the crop becomes a token sequence and a shallow
     post-LayerNorm transformer (:class:`ssl_video.models.pooling.TransformerPool`: queries and keys
     projected, values and output identity, GELU FFN) runs over it; the output is token 0. Token modes:
@@ -449,6 +443,10 @@ class CropPooling(nn.Module):
     average pooling before the transformer (for 2- or 3-step temporal crops this repeats or blends steps,
     and for 8-step maps its reshape folded batch elements together); here the crop's own time steps are
     the tokens.
+
+    ``width`` (default ``dim``) is the transformer width (an input projection is added when it differs),
+    ``ffn`` its hidden size (default ``4 * width``, 2048 for 512 as published), ``max_len`` the longest
+    axis a positional table covers.
     """
 
     def __init__(self, dim: int, layers: int = 2, heads: int = 4, width: int | None = None, ffn: int | None = None,
