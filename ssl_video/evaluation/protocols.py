@@ -127,6 +127,7 @@ def make_inputs(protocol: Protocol, **given):
     values = {**protocol.defaults, **{k: v for k, v in given.items() if v is not None}}
     values.setdefault("out", f"runs/eval/{protocol.name}")
     values.setdefault("dataset", "")
+    values.setdefault("encoder", "")
     for key in ("clips", "frames", "fps", "resize", "crop", "batch_size", "workers"):
         value = values.get(key)
         if value is not None and (value < 0 or (value == 0 and key != "workers")):
