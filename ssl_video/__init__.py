@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ssl_video.version import __version__
 
 _LAZY = {
     "create_encoder": "ssl_video.models.registry",

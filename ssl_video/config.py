@@ -5,6 +5,11 @@ a wrong type or a missing path fails at once with a :class:`ConfigError` naming 
 
 Schemas are plain dataclasses. A field whose metadata has ``{"path": "file"}``, ``{"path": "dir"}``
 or ``{"path": "any"}`` must name an existing path (unless it is ``None`` or empty).
+
+Sections validate themselves: a schema derived from :class:`Section` checks the bounds its fields declare
+(:func:`bounded`: ``ge``/``gt``/``le``/``lt``) and then runs its own ``check()`` for rules between fields,
+whenever it is built, from YAML or in code. A section raises :class:`ConfigError` with the key relative to
+itself; the loader prefixes it with where the section sits (``crops.x`` -> ``stica.crops.x``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,43 @@ from ssl_video.errors import ConfigError, UserError
 
 T = TypeVar("T")
 
-__all__ = ["load_config", "from_dict", "to_dict", "parse_overrides", "apply_overrides", "read_yaml", "dump_yaml"]
+__all__ = ["load_config", "from_dict", "to_dict", "parse_overrides", "apply_overrides", "read_yaml", "dump_yaml",
+           "Section", "bounded"]
+
+_BOUNDS = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+           "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
+
+
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, **kwargs: Any) -> Any:
+    """A dataclass field whose numeric value (``None`` is always allowed where the type allows it) must lie
+    within the given bounds; checked by :class:`Section`."""
+    bounds = {name: value for name, value in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if value is not None}
+    metadata = {**kwargs.pop("metadata", {}), "bounds": bounds}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_bounds(field: dataclasses.Field, value: Any, key: str) -> None:
+    bounds = field.metadata.get("bounds") if field.metadata else None
+    if not bounds or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    for name, limit in bounds.items():
+        test, symbol = _BOUNDS[name]
+        if not test(value, limit):
+            rule = " and ".join(f"{_BOUNDS[n][1]} {b:g}" for n, b in bounds.items())
+            raise ConfigError(key, f"must be {rule}, got {value:g}")
+
+
+class Section:
+    """Base of self-validating schema dataclasses: field bounds, then :meth:`check` (rules between fields)."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            check_bounds(field, getattr(self, field.name), field.name)
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` (key relative to this section) when values do not fit together."""
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -115,7 +156,10 @@ def from_dict(schema: type[T], data: Any, prefix: str = "") -> T:
             raise ConfigError(key, "missing required value")
         _check_path(field, value, key)
         kwargs[name] = value
-    obj = schema(**kwargs)
+    try:
+        obj = schema(**kwargs)
+    except ConfigError as exc:  # a section's own check names its key relative to the section
+        raise exc.under(prefix) from None
     for name, field in fields.items():  # defaults may name paths too
         if name not in kwargs:
             _check_path(field, getattr(obj, name), _join(prefix, name))
@@ -163,6 +207,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error says more than "expected X"
+            return _coerce(options[0], value, key)
         errors = []
         for option in options:
             try:

@@ -1,4 +1,12 @@
-"""Errors a user can fix. The CLI prints them as one line and exits with code 2."""
+"""Errors a user can fix, and every exit code the command line returns (decided here, in one place).
+
+``0`` done; ``1`` an unexpected error (a bug: traceback); ``2`` a :class:`UserError` (bad recipe, arguments,
+input, or an incompatible resume: one line, no traceback); ``3`` a run stopped by SIGTERM/SIGUSR2 after
+writing a checkpoint (rerun the same command to resume); ``4`` :class:`NonFiniteLoss` (the loss or the
+gradients became NaN/inf: nothing written, the last checkpoint is the last good one); ``130`` interrupted.
+"""
+
+from __future__ import annotations
 
 
 class UserError(Exception):
@@ -10,4 +18,26 @@ class ConfigError(UserError):
 
     def __init__(self, key: str, message: str):
         self.key = key
+        self.detail = message
         super().__init__(f"config key '{key}': {message}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error for a section loaded under ``prefix`` (``crops.x`` -> ``stica.crops.x``)."""
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.detail)
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a non-finite loss or gradient; the message is one line."""
+
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_STOPPED = 3
+EXIT_NONFINITE = 4
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for_status(status: str) -> int:
+    """The exit code of a training or evaluation run that ended with ``status`` (``summary["status"]``)."""
+    return EXIT_STOPPED if status == "stopped" else EXIT_OK

@@ -126,11 +126,12 @@ class _ChunkStream(torch.utils.data.IterableDataset):
 
         from ssl_video.data.media import MediaError, read_clips
         from ssl_video.data.sampling import clip_span, sliding_starts
-        from ssl_video.data.transforms import VideoAugment, video_transform
+        from ssl_video.data.transforms import video_transform
+        from ssl_video.recipe import VideoAugment
 
         p = self.protocol
         span = clip_span(p.frames, p.fps)
-        augment = VideoAugment(crop_size=p.crop, mean=p.mean, std=p.std)
+        augment = VideoAugment(crop=p.crop, mean=p.mean, std=p.std)
         starts: list[float] = []
 
         def first_chunk(duration: float) -> list[float]:

@@ -101,7 +101,7 @@ def test_config_unknown_key_in_file_and_valid_overrides(tmp_path, capsys):
     assert code == 2 and "'data.bach_size'" in err and err.count("\n") == 1
     recipe.write_text("name: t\ndata:\n  batch_size: 4\n")
     assert main(["config", "show", str(recipe), "data.clip.fps=12.5", "data.clip.video.scale=[0.2, 0.9]",
-                 "data.clip.audio=null", f"data.root={tmp_path}"]) == 0
+                 "data.clip.audio=null", f"data.root={tmp_path}", "method=finetune"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["data"]["batch_size"] == 4 and resolved["data"]["clip"]["fps"] == 12.5
     assert resolved["data"]["clip"]["video"]["scale"] == [0.2, 0.9] and resolved["data"]["clip"]["audio"] is None

@@ -6,11 +6,10 @@ import pytest
 import torch
 from conftest import write_index_video
 
-from ssl_video.data.clip_dataset import BadFileLog, ClipConfig, ClipDataset, collate_clips
+from ssl_video.data.clip_dataset import BadFileLog, ClipDataset, collate_clips
 from ssl_video.data.datasets import load_layout
-from ssl_video.data.sampling import ClipSampling
-from ssl_video.data.transforms import AudioFeatures, VideoAugment
 from ssl_video.errors import UserError
+from ssl_video.recipe import AudioFeatures, ClipConfig, ClipSampling, VideoAugment
 
 
 def touch(path):
@@ -130,8 +129,8 @@ def test_folder_dataset_finds_every_video(tmp_path):
 
 
 def _clip_cfg(**kw):
-    kw.setdefault("video", VideoAugment(crop_size=24))
-    return ClipConfig(frames=4, fps=8.0, decode_size=32, sampling=ClipSampling(**kw.pop("sampling", {})),
+    kw.setdefault("video", VideoAugment(crop=24))
+    return ClipConfig(frames=4, fps=8.0, resize=32, sampling=ClipSampling(**kw.pop("sampling", {})),
                       audio=AudioFeatures(n_mels=16, n_fft=512), **kw)
 
 
@@ -167,7 +166,7 @@ def test_training_samples_depend_only_on_seed_epoch_index(tmp_path):
     from ssl_video.data.datasets.base import VideoRecord
 
     records = [VideoRecord(str(write_index_video(tmp_path / f"v{i}.mp4", 30, 10)), i, f"v{i}") for i in range(2)]
-    cfg = _clip_cfg(video=VideoAugment(crop_size=24, color_jitter=0.8))
+    cfg = _clip_cfg(video=VideoAugment(crop=24, color_jitter=0.8))
     a, b = ClipDataset(records, cfg, train=True, seed=3), ClipDataset(records, cfg, train=True, seed=3)
     assert torch.equal(a[1]["video"], b[1]["video"]) and float(a[1]["start"]) == float(b[1]["start"])
     assert not torch.equal(a[1]["video"], a[1 + len(records)]["video"])  # the next epoch differs

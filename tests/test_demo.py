@@ -94,7 +94,7 @@ def test_paper_recipe_has_the_published_stica_settings():
     recipe = load_config(Recipe, Path(__file__).resolve().parents[1] / "recipes" / "stica_r2p1d18_k400.yaml")
     s, clip, optim = recipe.stica, recipe.data.clip, recipe.optim
     assert (s.video_encoder, s.audio_encoder, recipe.seed) == ("r2plus1d_18", "audio_resnet9", 31)
-    assert (clip.frames, clip.fps, clip.video.crop_size, clip.video.scale) == (30, 30, 112, (0.14, 1.0))
+    assert (clip.frames, clip.fps, clip.video.crop, clip.video.scale) == (30, 30, 112, (0.14, 1.0))
     assert (clip.audio.sample_rate, clip.audio.n_mels, clip.audio.n_fft) == (24000, 257, 1024)
     assert (s.cross_temperature, s.within_temperature, s.av_weight, s.crop_weight) == (0.1, 0.5, 0.5, 0.5)
     assert (s.crops.spatial_large, s.crops.spatial_small, s.crops.temporal_large, s.crops.temporal_small) == \

@@ -196,6 +196,6 @@ def test_defaults_are_the_published_protocol_and_per_split_fields_are_set(synth,
     assert (trainer.epochs, recipe.data.batch_size, recipe.data.clip.video.color_jitter) == (120, 32, 0.8)
     assert (ft.dropout, ft.backbone_lr_scale, ft.encoder, ft.encoder_args, ft.num_classes) == \
         (0.5, 0.1, "r3d_18", ENCODER_ARGS, 3)
-    assert (recipe.data.split, recipe.data.dataset, recipe.data.clip.frames, recipe.data.clip.video.crop_size) == \
+    assert (recipe.data.split, recipe.data.dataset, recipe.data.clip.frames, recipe.data.clip.video.crop) == \
         ("2", "synthetic", 32, 128)
     assert recipe.method == "finetune" and recipe.name == "finetune_synthetic_split2"

@@ -103,11 +103,10 @@ def test_linear_probe_end_to_end_and_cache_hit(synth, tmp_path, monkeypatch):
 
 
 def test_cache_keeps_every_clip_feature_in_time_order(synth, tmp_path):
-    from ssl_video.data.clip_dataset import ClipConfig, ClipDataset
+    from ssl_video.data.clip_dataset import ClipDataset
     from ssl_video.data.datasets.base import VideoRecord
-    from ssl_video.data.sampling import ClipSampling
-    from ssl_video.data.transforms import VideoAugment
     from ssl_video.evaluation.features import ClipProtocol, extract_features, resolve_encoder
+    from ssl_video.recipe import ClipConfig, ClipSampling, VideoAugment
 
     encoder = resolve_encoder("r3d_18", {"width": 0.0625})
     paths = sorted(str(p) for p in (synth / "UCF-101").rglob("*.mp4"))[:5]
@@ -120,8 +119,8 @@ def test_cache_keeps_every_clip_feature_in_time_order(synth, tmp_path):
     normalised = clips / np.linalg.norm(clips, axis=-1, keepdims=True)
     np.testing.assert_allclose(normalised.mean(1), table.mean_l2, rtol=2e-3, atol=2e-3)
     # a slow reference: the encoder on the three uniformly spaced clips of one video, one clip at a time
-    cfg = ClipConfig(frames=4, fps=8.0, decode_size=32, sampling=ClipSampling(mode="uniform", num_clips=3),
-                     video=VideoAugment(crop_size=32), audio=None)
+    cfg = ClipConfig(frames=4, fps=8.0, resize=32, sampling=ClipSampling(mode="uniform", num_clips=3),
+                     video=VideoAugment(crop=32), audio=None)
     video = ClipDataset([VideoRecord(paths[3], -1, "v")], cfg, train=False)[0]["video"]
     with torch.no_grad():
         reference = torch.cat([encoder.model(clip[None]) for clip in video]).numpy()

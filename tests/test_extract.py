@@ -13,11 +13,12 @@ from conftest import write_index_video
 
 from ssl_video.cli import main
 from ssl_video.data.media import read_clips
-from ssl_video.data.transforms import VideoAugment, video_transform
+from ssl_video.data.transforms import video_transform
 from ssl_video.errors import UserError
 from ssl_video.evaluation.features import ClipProtocol, resolve_encoder
 from ssl_video.evaluation.features_io import read_features
 from ssl_video.extract import compute_gvf, extract, list_videos, parse_shard, read_gvf, shard_path
+from ssl_video.recipe import VideoAugment
 
 ARGS = {"width": 0.0625}
 PROTOCOL = ClipProtocol(clips=1, frames=4, fps=8.0, resize=32, crop=32)
@@ -54,7 +55,7 @@ def run(encoder, videos, out, **kwargs):
 def reference(encoder, path, starts):
     """Slow reference: decode each clip alone, transform, run the encoder."""
     feats = []
-    augment = VideoAugment(crop_size=PROTOCOL.crop, mean=PROTOCOL.mean, std=PROTOCOL.std)
+    augment = VideoAugment(crop=PROTOCOL.crop, mean=PROTOCOL.mean, std=PROTOCOL.std)
     with torch.no_grad():
         for s in starts:
             clip = read_clips(path, [s], PROTOCOL.frames, PROTOCOL.fps, size=PROTOCOL.resize, audio_rate=None)[0]

@@ -33,8 +33,8 @@ def finetune_recipe(synth, tmp_path, **finetune) -> Recipe:
         "seed": 1,
         "method": "finetune",
         "data": {"dataset": "synthetic", "root": str(synth), "batch_size": 4, "num_workers": 0,
-                 "clip": {"frames": 4, "fps": 8, "decode_size": 32, "audio": None,
-                          "video": {"crop_size": 32, "scale": [0.6, 1.0]}}},
+                 "clip": {"frames": 4, "fps": 8, "resize": 32, "audio": None,
+                          "video": {"crop": 32, "scale": [0.6, 1.0]}}},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0, "warmup": 2, "unit": "steps"},
         "trainer": {"max_steps": 30, "log_every": 3, "checkpoint_every": 0, "progress": False,
                     "tensorboard": False},
@@ -47,7 +47,7 @@ def finetune_recipe(synth, tmp_path, **finetune) -> Recipe:
 
 
 def test_builder_dataset_groups_and_encoders(synth, tmp_path):
-    method, dataset = build_method("finetune", finetune_recipe(synth, tmp_path, backbone_lr_scale=0.1))
+    method, dataset = build_method(finetune_recipe(synth, tmp_path, backbone_lr_scale=0.1))
     assert len(dataset) == 12 and method.head.out_features == 2  # classes from the dataset
     sample = dataset[0]
     assert sample["video"].shape == (3, 4, 32, 32) and sample["label"].item() in (0, 1)
@@ -62,7 +62,7 @@ def test_builder_dataset_groups_and_encoders(synth, tmp_path):
 
 
 def test_frozen_backbone_trains_the_head_only(synth, tmp_path):
-    method, _ = build_method("finetune", finetune_recipe(synth, tmp_path, freeze_backbone=True, num_classes=5))
+    method, _ = build_method(finetune_recipe(synth, tmp_path, freeze_backbone=True, num_classes=5))
     assert [g["name"] for g in method.parameter_groups()] == ["head"] and method.head.out_features == 5
     method.train()
     assert method.head.training and not method.video_encoder.training
@@ -73,14 +73,14 @@ def test_init_from_an_exported_encoder(synth, tmp_path):
     torch.manual_seed(7)
     encoder = create_encoder("r3d_18", **TINY)
     save_encoder(encoder, tmp_path / "enc")
-    method, _ = build_method("finetune", finetune_recipe(synth, tmp_path, encoder=None, encoder_args={},
+    method, _ = build_method(finetune_recipe(synth, tmp_path, encoder=None, encoder_args={},
                                                           init=str(tmp_path / "enc")))
     for key, value in encoder.state_dict().items():
         assert torch.equal(method.video_encoder.state_dict()[key], value)
     with pytest.raises(UserError, match="holds 'r3d_18'"):
-        build_method("finetune", finetune_recipe(synth, tmp_path, encoder="mc3_18", init=str(tmp_path / "enc")))
+        build_method(finetune_recipe(synth, tmp_path, encoder="mc3_18", init=str(tmp_path / "enc")))
     with pytest.raises(UserError, match="audio encoder"):
-        build_method("finetune", finetune_recipe(synth, tmp_path, encoder="audio_resnet9", encoder_args={}))
+        build_method(finetune_recipe(synth, tmp_path, encoder="audio_resnet9", encoder_args={}))
 
 
 def test_loss_decreases_on_synthetic_data(synth, tmp_path):

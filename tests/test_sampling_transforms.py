@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from ssl_video.data.sampling import ClipSampling, make_sampler, random_start, sliding_starts, uniform_starts
+from ssl_video.data.sampling import make_sampler, random_start, sliding_starts, uniform_starts
 from ssl_video.data.transforms import (
     AudioFeatures,
     LogMel,
@@ -17,6 +17,7 @@ from ssl_video.data.transforms import (
     random_resized_crop_box,
     video_transform,
 )
+from ssl_video.recipe import ClipSampling
 
 
 def test_uniform_starts_cover_the_video():
@@ -60,7 +61,7 @@ def test_random_resized_crop_box_respects_bounds():
 def test_video_transform_same_crop_on_every_frame():
     frame = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
     video = frame.expand(6, -1, -1, -1).clone()  # identical frames
-    cfg = VideoAugment(crop_size=24, color_jitter=1.0, grayscale=0.5, blur=0.5)
+    cfg = VideoAugment(crop=24, color_jitter=1.0, grayscale=0.5, blur=0.5)
     out = video_transform(video, cfg, train=True, rng=random.Random(3))
     assert out.shape == (3, 6, 24, 24) and out.dtype == torch.float32
     for t in range(1, 6):
@@ -69,7 +70,7 @@ def test_video_transform_same_crop_on_every_frame():
 
 def test_eval_transform_is_center_crop_and_normalisation():
     video = torch.randint(0, 256, (4, 3, 30, 40), dtype=torch.uint8)
-    cfg = VideoAugment(crop_size=30, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    cfg = VideoAugment(crop=30, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     out = video_transform(video, cfg, train=False, rng=random.Random(0))
     want = (video[..., 5:35].float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
         / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)

@@ -44,7 +44,7 @@ def recipe_file(folder: Path, data: Path, name: str = "recipe", batch_size: int 
         "name": "tiny_stica", "seed": 1, "method": "stica",
         "data": {"dataset": "synthetic", "root": str(data), "subset": None, "batch_size": batch_size,
                  "num_workers": num_workers,
-                 "clip": {"frames": 4, "fps": 8.0, "decode_size": 32, "video": {"crop_size": 32},
+                 "clip": {"frames": 4, "fps": 8.0, "resize": 32, "video": {"crop": 32},
                           "audio": {"sample_rate": 8000, "n_mels": 16, "n_fft": 256}}},
         "stica": {"video_encoder_args": {"width": 0.0625}, "audio_encoder_args": {"width": 0.0625},
                   "embed_dim": 16, "pooling": {"layers": 1, "heads": 4}},

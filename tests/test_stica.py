@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,17 +12,9 @@ from torch import nn
 
 from ssl_video.errors import ConfigError
 from ssl_video.losses import cross_modal_nce, info_nce
-from ssl_video.methods.stica import (
-    CROP_GROUPS,
-    FeatureCropConfig,
-    PoolingConfig,
-    STiCA,
-    StiCAConfig,
-    crop_boxes,
-    feature_crops,
-    window_cells,
-)
+from ssl_video.methods.stica import STiCA, crop_boxes, feature_crops
 from ssl_video.models.heads import CropPooling, ProjectionHead
+from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, PoolingConfig, StiCAConfig, window_cells
 
 TINY_VIDEO = dict(width=0.0625, frames=4, crop_size=32)
 TINY_AUDIO = dict(width=0.0625, n_mels=16, time_frames=32)
@@ -282,15 +273,18 @@ def test_losses_follow_the_published_pairing():
     assert torch.allclose(out["loss_crop"], torch.stack(pairs).mean(), atol=1e-5)
 
 
-def test_crop_offsets_follow_the_step_counter_across_a_reload():
+def test_crop_offsets_follow_the_step_handed_in():
     a = STiCA(tiny_config())
-    draws = [a.draw_crop_boxes([(1, 7, 7)]) for _ in range(3)]
-    assert int(a.crop_step) == 3 and draws[0] != draws[1]
-    b = STiCA(tiny_config())
-    b.load_state_dict(a.state_dict())
-    assert b.draw_crop_boxes([(1, 7, 7)]) == a.draw_crop_boxes([(1, 7, 7)])
-    a.eval()
-    assert a.draw_crop_boxes([(1, 7, 7)]) == a.draw_crop_boxes([(1, 7, 7)])  # eval does not advance
+    draws = []
+    for step in range(3):
+        a.set_step(step)
+        draws.append(a.draw_crop_boxes([(1, 7, 7)]))
+    assert draws[0] != draws[1] != draws[2]
+    assert a.draw_crop_boxes([(1, 7, 7)]) == draws[2]  # micro-batches of one step share the offsets
+    b = STiCA(tiny_config())  # another process (or a resumed run) at the same step draws the same offsets
+    b.set_step(1)
+    assert b.draw_crop_boxes([(1, 7, 7)]) == draws[1]
+    assert "crop_step" not in a.state_dict()  # nothing to save: the step is all it takes
 
 
 def test_method_contract():
@@ -311,21 +305,20 @@ def test_method_contract():
 
 
 def test_builder_makes_a_two_view_dataset_and_a_working_method(tmp_path):
-    from ssl_video.data.clip_dataset import ClipConfig, collate_clips
+    from ssl_video.data.clip_dataset import collate_clips
     from ssl_video.data.synth import generate_synthetic_dataset
-    from ssl_video.data.transforms import AudioFeatures, VideoAugment
     from ssl_video.methods import build_method
-    from ssl_video.recipe import DataConfig
+    from ssl_video.recipe import AudioFeatures, ClipConfig, DataConfig, Recipe, VideoAugment
 
     generate_synthetic_dataset(tmp_path, classes=2, videos_per_class=3, seconds=1.0, fps=8.0, size=(32, 32),
                                sample_rate=8000, no_audio_fraction=0.5, progress=False)
-    clip = ClipConfig(frames=4, fps=8.0, decode_size=32, video=VideoAugment(crop_size=32),
+    clip = ClipConfig(frames=4, fps=8.0, resize=32, video=VideoAugment(crop=32),
                       audio=AudioFeatures(sample_rate=8000, n_mels=16, n_fft=256))
     stica = dataclasses.replace(tiny_config(), video_encoder_args={"width": 0.0625},
                                 audio_encoder_args={"width": 0.0625})
-    recipe = SimpleNamespace(seed=1, data=DataConfig(dataset="synthetic", root=str(tmp_path), subset=None, clip=clip),
-                             stica=stica)
-    method, dataset = build_method("stica", recipe)
+    recipe = Recipe(seed=1, method="stica", stica=stica,
+                    data=DataConfig(dataset="synthetic", root=str(tmp_path), subset=None, clip=clip))
+    method, dataset = build_method(recipe)
     assert len(dataset) == 6 and dataset.cfg.views == 2 and dataset.train and dataset.seed == 1
     batch = collate_clips([dataset[i] for i in range(4)])
     assert batch["video"].shape == (4, 2, 3, 4, 32, 32) and batch["audio"].shape[:3] == (4, 1, 16)

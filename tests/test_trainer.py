@@ -25,9 +25,12 @@ from torch import nn
 from ssl_video.cli import main
 from ssl_video.config import load_config
 from ssl_video.engine.schedule import lr_factor, schedule_from_config
-from ssl_video.engine.trainer import EXIT_NONFINITE, EXIT_STOPPED, EpochBatchSampler, NonFiniteLoss, train
+from ssl_video.engine.batches import EpochBatchSampler
+from ssl_video.engine.trainer import train
+from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss
 from ssl_video.errors import UserError
 from ssl_video.methods import register_method
+from ssl_video.methods.base import Method
 from ssl_video.recipe import OptimConfig, Recipe
 
 THIS = Path(__file__).resolve()
@@ -56,8 +59,10 @@ class ToyData(torch.utils.data.Dataset):
         return sample
 
 
-class ToyMethod(nn.Module):
+class ToyMethod(Method):
     """A BN-free MLP (groups "trunk" and "head", lr_scale 1 and 0.1) or a tiny zoo video encoder + head."""
+
+    ENCODERS = {"video": "video_encoder"}
 
     def __init__(self, video: bool, dropout: float, knobs: dict):
         super().__init__()
@@ -88,12 +93,6 @@ class ToyMethod(nn.Module):
             loss = loss * float("nan")
         return {"loss": loss, "top1": (logits.argmax(1) == batch["label"]).float().mean()}
 
-    def encoders(self) -> dict:
-        if self.video_encoder is None:
-            return {}
-        enc = self.video_encoder
-        return {"video": {"name": enc.encoder_name, "args": enc.encoder_args, "prefix": "video_encoder."}}
-
     def parameter_groups(self) -> list[dict]:
         body = self.video_encoder if self.video_encoder is not None else self.trunk
         return [{"name": "trunk", "params": list(body.parameters()), "lr_scale": 1.0, "weight_decay": None},
@@ -105,13 +104,25 @@ def _knobs() -> dict:
 
 
 @register_method("toy_mlp")
-def build_toy_mlp(recipe):
-    return ToyMethod(False, _knobs().get("dropout", 0.2), _knobs()), ToyData()
+class ToyMLP(ToyMethod):
+    @classmethod
+    def from_recipe(cls, recipe):
+        return cls(False, _knobs().get("dropout", 0.2), _knobs())
+
+    @classmethod
+    def train_dataset(cls, recipe):
+        return ToyData()
 
 
 @register_method("toy_video")
-def build_toy_video(recipe):
-    return ToyMethod(True, 0.0, _knobs()), ToyData(video=True)
+class ToyVideo(ToyMethod):
+    @classmethod
+    def from_recipe(cls, recipe):
+        return cls(True, 0.0, _knobs())
+
+    @classmethod
+    def train_dataset(cls, recipe):
+        return ToyData(video=True)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -19,7 +19,8 @@ from ssl_video.errors import ConfigError, UserError
 from ssl_video.evaluation.features import resolve_encoder
 from ssl_video.extract import compute_gvf, list_videos
 from ssl_video.methods import build_method
-from ssl_video.methods.tsp import TSP, TSPConfig
+from ssl_video.methods.tsp import TSP
+from ssl_video.recipe.methods import TSPConfig
 from ssl_video.models.registry import create_encoder
 from ssl_video.recipe import Recipe
 
@@ -123,10 +124,14 @@ def test_parameter_groups_and_frozen_stem():
 
 
 def test_config_checks():
-    with pytest.raises(ConfigError, match="tsp.region_weight"):
-        TSPConfig(action_weight=0, region_weight=0)
-    with pytest.raises(ConfigError, match="tsp.clips_per_segment"):
-        TSPConfig(clips_per_segment=0)
+    from ssl_video.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match=r"'tsp\.region_weight'.*nothing to learn"):
+        load_recipe(base={"method": "tsp", "data": {"dataset": "tsp"}, "tsp": {"action_weight": 0, "region_weight": 0}})
+    with pytest.raises(ConfigError, match=r"'tsp\.clips_per_segment'"):
+        load_recipe(base={"method": "tsp", "data": {"dataset": "tsp"}, "tsp": {"clips_per_segment": 0}})
+    with pytest.raises(ConfigError, match=r"'data\.dataset'.*untrimmed"):
+        load_recipe(base={"method": "tsp", "data": {"dataset": "ucf101"}})
     assert TSPConfig(region_weight=0).uses_gvf is False and TSPConfig().uses_gvf
 
 
@@ -150,8 +155,8 @@ def tsp_recipe(root: Path, tmp_path: Path, **tsp) -> Recipe:
     data = {
         "name": "tsp_test", "seed": 1, "method": "tsp",
         "data": {"dataset": "tsp", "videos": str(root / "videos"), "batch_size": 4, "num_workers": 0,
-                 "clip": {"frames": 4, "fps": 8, "decode_size": 32, "audio": None,
-                          "video": {"crop_size": 32, "scale": [0.6, 1.0]}}},
+                 "clip": {"frames": 4, "fps": 8, "resize": 32, "audio": None,
+                          "video": {"crop": 32, "scale": [0.6, 1.0]}}},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0},
         "trainer": {"max_steps": 3, "log_every": 1, "checkpoint_every": 0, "progress": False, "tensorboard": False,
                     "device": "cpu"},
@@ -164,7 +169,7 @@ def tsp_recipe(root: Path, tmp_path: Path, **tsp) -> Recipe:
 
 
 def test_builder(untrimmed, tmp_path):
-    method, dataset = build_method("tsp", tsp_recipe(untrimmed, tmp_path, backbone_lr_scale=0.1))
+    method, dataset = build_method(tsp_recipe(untrimmed, tmp_path, backbone_lr_scale=0.1))
     segments = read_ground_truth_csv(untrimmed / "train_groundtruth.csv")
     assert len(dataset) == 2 * len(usable_segments(segments, 0.5))
     assert method.action_head.out_features == len({s.label for s in segments if s.action})
@@ -175,7 +180,7 @@ def test_builder(untrimmed, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(gvf_encoder.state_dict().values(),
                                                  method.video_encoder.state_dict().values()))
     assert method.encoders()["video"]["args"]["frames"] == 4  # the input contract follows data.clip
-    tac, _ = build_method("tsp", tsp_recipe(untrimmed, tmp_path, region_weight=0.0, gvf=None))
+    tac, _ = build_method(tsp_recipe(untrimmed, tmp_path, region_weight=0.0, gvf=None))
     assert tac.region_head is None and "gvf" not in _[0]
 
 
@@ -187,7 +192,7 @@ def test_builder(untrimmed, tmp_path):
 ])
 def test_builder_errors_name_the_key(untrimmed, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        build_method("tsp", tsp_recipe(untrimmed, tmp_path, **overrides))
+        build_method(tsp_recipe(untrimmed, tmp_path, **overrides))
 
 
 @pytest.mark.slow
@@ -242,5 +247,5 @@ def test_recipes_load(name):
         assert (recipe.optim.name, recipe.optim.momentum, recipe.optim.weight_decay) == ("sgd", 0.9, 0.005)
         assert recipe.trainer.epochs == 8 and recipe.optim.warmup == 2 and recipe.optim.milestones == [4, 6]
         assert recipe.data.batch_size == 32 and recipe.tsp.clips_per_segment == 5 and recipe.tsp.freeze_stem
-        assert (recipe.data.clip.frames, recipe.data.clip.fps, recipe.data.clip.video.crop_size) == (16, 15.0, 112)
+        assert (recipe.data.clip.frames, recipe.data.clip.fps, recipe.data.clip.video.crop) == (16, 15.0, 112)
         assert recipe.optim.lr_scaling == "world_size"

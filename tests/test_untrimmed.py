@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_video.cli import main
-from ssl_video.data.clip_dataset import ClipConfig
 from ssl_video.data.media import probe
-from ssl_video.data.transforms import VideoAugment
 from ssl_video.data.untrimmed import (
     Segment,
     SegmentClipDataset,
@@ -23,10 +21,11 @@ from ssl_video.data.untrimmed import (
     write_ground_truth_csv,
 )
 from ssl_video.errors import UserError
+from ssl_video.recipe import ClipConfig, VideoAugment
 
 FPS = 8.0
 FRAMES = 8  # one clip = 1 s
-CFG = ClipConfig(frames=FRAMES, fps=FPS, decode_size=32, audio=None, video=VideoAugment(crop_size=32))
+CFG = ClipConfig(frames=FRAMES, fps=FPS, resize=32, audio=None, video=VideoAugment(crop=32))
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from ssl_video import __version__
-from ssl_video.errors import UserError
+from ssl_video.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_USAGE, NonFiniteLoss, UserError
 
 EPILOG = """examples:
   ssl-video demo --out demo_out                      synthesise data, then run the pipeline on it
@@ -60,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         code = func(args)
     except UserError as exc:
         print(f"ssl-video: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except NonFiniteLoss as exc:
+        if int(os.environ.get("RANK", "0")) == 0:  # every process stops; one says why
+            print(f"ssl-video: error: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
     except KeyboardInterrupt:
         print("ssl-video: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return int(code or 0)
 
 

@@ -6,7 +6,7 @@ from ssl_video.cli import add_command, add_group
 
 SHOW_EXAMPLE = """example:
   ssl-video config show recipes/stica_tiny_synthetic.yaml data.clip.frames=8 data.batch_size=4
-An unknown key, a wrong type or a missing path is a one-line error naming the key (exit code 2)."""
+Only the active method's section is shown (as a run records it). An unknown key, a wrong type or a missing path is a one-line error naming the key (exit code 2)."""
 
 
 def register(subparsers) -> None:
@@ -15,15 +15,15 @@ def register(subparsers) -> None:
                        SHOW_EXAMPLE)
     show.add_argument("recipe", help="recipe YAML file")
     show.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-    add_command(group, "defaults", "print every recipe key with its default value", run_defaults,
+    add_command(group, "defaults", "print every recipe key with its default value (every method's section)", run_defaults,
                 "example:\n  ssl-video config defaults > my_recipe.yaml")
 
 
 def run_show(args) -> int:
-    from ssl_video.config import dump_yaml, load_config, to_dict
-    from ssl_video.recipe import Recipe
+    from ssl_video.config import dump_yaml
+    from ssl_video.recipe import load_recipe, recipe_dict
 
-    print(dump_yaml(to_dict(load_config(Recipe, args.recipe, args.overrides))), end="")
+    print(dump_yaml(recipe_dict(load_recipe(args.recipe, args.overrides))), end="")
     return 0
 
 

@@ -44,26 +44,24 @@ def register(subparsers) -> None:
 
 def submit_pretrain(args, argv: list[str]) -> int:
     """``--slurm PROFILE``: submit the recipe as a training job (its run directory made absolute)."""
-    from ssl_video.config import load_config
     from ssl_video.engine.run_dir import default_run_dir
     from ssl_video.errors import UserError
-    from ssl_video.recipe import Recipe
+    from ssl_video.recipe import load_recipe
     from ssl_video.slurm.submit import submit_training
 
     if args.nproc != 1:
         raise UserError("--nproc is for this machine; with --slurm the profile sets the processes "
                         "(gpus_per_node or tasks_per_node, and --nodes)")
-    recipe = load_config(Recipe, args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe.name)
     return submit_training(recipe, args.recipe, args.overrides, run_dir, args.slurm, args.nodes, args.dry_run)
 
 
 def run_pretrain(args) -> int:
-    from ssl_video.config import load_config
     from ssl_video.errors import UserError
-    from ssl_video.recipe import Recipe
+    from ssl_video.recipe import load_recipe
 
-    recipe = load_config(Recipe, args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides)
     if args.nproc < 1:
         raise UserError("--nproc must be at least 1")
     distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -81,15 +79,10 @@ def run_pretrain(args) -> int:
 
 
 def _train_here(recipe, run_dir: Path, recipe_path: str) -> int:
-    from ssl_video.engine.trainer import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, train
+    from ssl_video.engine.trainer import train
+    from ssl_video.errors import exit_code_for_status
 
-    try:
-        summary = train(recipe, run_dir, recipe_path=recipe_path)
-    except NonFiniteLoss as exc:
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"ssl-video: error: {exc}", file=sys.stderr)
-        return EXIT_NONFINITE
-    return EXIT_STOPPED if summary["status"] == "stopped" else 0
+    return exit_code_for_status(train(recipe, run_dir, recipe_path=recipe_path)["status"])
 
 
 def _entry_point() -> list[str]:

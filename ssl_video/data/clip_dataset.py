@@ -14,7 +14,6 @@ so the consumer counts and reports each bad file once, whichever worker met it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -22,33 +21,16 @@ from torch.utils.data import Dataset
 
 from ssl_video.data.datasets.base import VideoRecord
 from ssl_video.data.media import MediaError, read_clips
-from ssl_video.data.sampling import ClipSampling, clip_span, make_sampler
-from ssl_video.data.transforms import AudioFeatures, LogMel, VideoAugment, audio_transform, video_transform
+from ssl_video.data.sampling import clip_span, make_sampler
+from ssl_video.data.transforms import LogMel, audio_transform, video_transform
+from ssl_video.recipe.data import ClipConfig
 
-__all__ = ["ClipConfig", "ClipDataset", "collate_clips", "BadFileLog"]
-
-
-@dataclass
-class ClipConfig:
-    """What one sample holds and how it is made."""
-
-    frames: int = 16
-    fps: float = 16.0
-    decode_size: int = 128  # short side the decoder scales to before cropping
-    sampling: ClipSampling = field(default_factory=ClipSampling)
-    video: VideoAugment = field(default_factory=VideoAugment)
-    audio: AudioFeatures | None = field(default_factory=AudioFeatures)
-    audio_seconds: float | None = None  # None: the clip's own span
-    views: int = 1  # augmented views of the same decoded clip (contrastive methods use 2)
-    pad: Literal["repeat", "loop"] = "repeat"
-    seek_mode: Literal["exact", "approximate"] = "exact"
+__all__ = ["ClipDataset", "collate_clips", "BadFileLog"]
 
 
 class ClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], cfg: ClipConfig, train: bool, seed: int = 0,
                  on_error: Literal["resample", "skip"] | None = None, max_retries: int = 20):
-        if cfg.views > 1 and cfg.sampling.num_clips > 1:
-            raise ValueError("views > 1 and num_clips > 1 cannot be combined")
         self.records = list(records)
         self.cfg = cfg
         self.train = train
@@ -72,7 +54,7 @@ class ClipDataset(Dataset):
         rng = self._rng(index, epoch, attempt)
         span = clip_span(cfg.frames, cfg.fps)
         clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
-                           size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
+                           size=cfg.resize, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
                            audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode)
         videos, audios = [], []
         for clip in clips:

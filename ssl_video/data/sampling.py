@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
-__all__ = ["clip_span", "random_start", "uniform_starts", "sliding_starts", "ClipSampling", "make_sampler"]
+from ssl_video.recipe.data import ClipSampling
+
+__all__ = ["clip_span", "random_start", "uniform_starts", "sliding_starts", "make_sampler"]
 
 _EPS = 1e-9
 
@@ -47,16 +47,6 @@ def sliding_starts(duration: float, span: float, stride: float, cover_end: bool 
     if cover_end and starts[-1] + span < duration - 1e-6:
         starts.append(count * stride)
     return starts
-
-
-@dataclass
-class ClipSampling:
-    """How a dataset picks clips from each video."""
-
-    mode: Literal["random", "uniform", "sliding"] = "random"
-    num_clips: int = 1  # random: clips per video per visit; uniform: clips per video
-    stride_seconds: float | None = None  # sliding: window stride (default: one clip span)
-    cover_end: bool = True  # sliding: add a last padded window reaching the end
 
 
 def make_sampler(cfg: ClipSampling, span: float, rng: random.Random | None = None) -> Callable[[float], list[float]]:

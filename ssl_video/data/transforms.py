@@ -10,48 +10,16 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from ssl_video.recipe.data import AudioFeatures, VideoAugment
+
 __all__ = [
-    "VideoAugment", "AudioFeatures", "random_resized_crop_box", "center_crop_box", "crop_resize",
+    "random_resized_crop_box", "center_crop_box", "crop_resize",
     "color_jitter", "normalize", "video_transform", "LogMel", "audio_transform",
 ]
-
-
-@dataclass
-class VideoAugment:
-    """Video pipeline settings (training augmentations apply only when ``train``)."""
-
-    crop_size: int = 112
-    scale: tuple[float, float] = (0.14, 1.0)  # random resized crop: area fraction
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: bool = True
-    color_jitter: float = 0.0  # probability; 0 disables
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.0
-    grayscale: float = 0.0  # probability
-    blur: float = 0.0  # probability of a Gaussian blur
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-
-
-@dataclass
-class AudioFeatures:
-    """Log-mel settings (the audio encoders' input contract)."""
-
-    sample_rate: int = 16000
-    n_mels: int = 64
-    n_fft: int = 512
-    win_seconds: float = 0.02
-    hop_seconds: float = 0.01
-    f_min: float = 0.0
-    f_max: float | None = None
-    volume_jitter: tuple[float, float] = field(default_factory=lambda: (1.0, 1.0))  # train only
 
 
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -128,8 +96,8 @@ def video_transform(video: torch.Tensor, cfg: VideoAugment, train: bool, rng: ra
     if train:
         box = random_resized_crop_box(height, width, cfg.scale, cfg.ratio, rng)
     else:
-        box = center_crop_box(height, width, cfg.crop_size)
-    video = crop_resize(video, box, cfg.crop_size)
+        box = center_crop_box(height, width, cfg.crop)
+    video = crop_resize(video, box, cfg.crop)
     if train and cfg.flip and rng.random() < 0.5:
         video = video.flip(-1)
     if train and (cfg.color_jitter > 0 or cfg.grayscale > 0 or cfg.blur > 0):

@@ -33,12 +33,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from ssl_video.data.clip_dataset import ClipConfig, ClipDataset
+from ssl_video.data.clip_dataset import ClipDataset
 from ssl_video.data.datasets.base import VideoRecord
 from ssl_video.data.media import read_clips
 from ssl_video.data.sampling import clip_span, random_start, uniform_starts
 from ssl_video.data.transforms import video_transform
 from ssl_video.errors import UserError
+from ssl_video.recipe.data import ClipConfig
 
 __all__ = [
     "METADATA_COLUMNS", "GROUND_TRUTH_COLUMNS", "ACTION", "BACKGROUND", "VideoMeta", "Segment", "video_key",
@@ -247,7 +248,7 @@ class SegmentClipDataset(ClipDataset):
             start = segment_starts(segment, self.span, 1, True, rng)[0]
         else:
             start = segment_starts(segment, self.span, self.clips_per_segment, False)[index % self.clips_per_segment]
-        clip = read_clips(record.path, [start], cfg.frames, cfg.fps, size=cfg.decode_size, audio_rate=None,
+        clip = read_clips(record.path, [start], cfg.frames, cfg.fps, size=cfg.resize, audio_rate=None,
                           pad=cfg.pad, seek_mode=cfg.seek_mode)[0]
         sample = {
             "video": video_transform(clip.video, cfg.video, self.train, rng),

@@ -29,11 +29,14 @@ from typing import Any
 import torch
 
 from ssl_video.errors import UserError
+from ssl_video.files import write_atomic
+from ssl_video.recipe import METHOD_SECTIONS
 
 __all__ = [
     "FORMAT_VERSION",
     "RUNTIME_KEYS",
     "atomic_save",
+    "checkpoint_state",
     "save_checkpoint",
     "load_checkpoint",
     "remove_stale_tmp",
@@ -66,53 +69,53 @@ RUNTIME_KEYS = (
 )
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, fsync, then rename over ``path``: readers see the old file or
     the new one, never a partial one, whatever happens during the write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+
+    write_atomic(path, write, fsync=True)
 
 
 def _place(source: Path, target: Path) -> None:
     """Atomically give ``target`` the content of ``source`` (a hard link where possible, else a copy)."""
-    tmp = _tmp_name(target)
-    try:
+
+    def link_or_copy(tmp: Path) -> None:
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    write_atomic(target, link_or_copy, fsync=True)
+
+
+def checkpoint_state(*, method, optimizer, scaler, step: int, steps_per_epoch: int, total_steps: int,
+                     world_size: int, config: dict, recipe_path, git_revision: str | None, train_seconds: float,
+                     metrics: dict) -> dict[str, Any]:
+    """Everything a checkpoint holds (the layout in the module docstring), tensors moved to the CPU."""
+    from ssl_video.version import __version__
+
+    return {
+        "model": {k: v.detach().cpu() for k, v in method.state_dict().items()},
+        "encoders": method.encoders(),
+        "step": step,
+        "epoch": step // steps_per_epoch,
+        "step_in_epoch": step % steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "world_size": world_size,
+        "config": config,
+        "recipe": str(recipe_path) if recipe_path is not None else None,
+        "git_revision": git_revision,
+        "version": __version__,
+        "format_version": FORMAT_VERSION,
+        "train_seconds": train_seconds,
+        "metrics": metrics,
+    }
 
 
 def save_checkpoint(state: dict, last: Path, keep: Path | None = None) -> None:
@@ -120,7 +123,6 @@ def save_checkpoint(state: dict, last: Path, keep: Path | None = None) -> None:
     atomic_save(state, last)
     if keep is not None:
         _place(last, keep)
-        _fsync_dir(keep.parent)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -172,7 +174,12 @@ def _show(value: Any) -> str:
 
 
 def check_resume(saved: dict, current: dict, where: Path, what: str = "checkpoint") -> None:
-    """Refuse (one-line :class:`UserError`) to resume with a recipe that changes what is learned."""
+    """Refuse (one-line :class:`UserError`) to resume with a recipe that changes what is learned.
+
+    Only the active method's section counts: sections of other methods (which earlier versions recorded
+    too) are left out of the comparison."""
+    inactive = {s for s in METHOD_SECTIONS.values() if s} - set(current)
+    saved = {k: v for k, v in saved.items() if k not in inactive}
     diff = config_differences(saved, current)
     if not diff:
         return

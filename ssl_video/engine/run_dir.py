@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ssl_video.files import write_json, write_text
+from ssl_video.files import write_json
 
-__all__ = ["RunDir", "default_run_dir", "git_revision", "environment", "write_env", "MetricsLog", "write_json", "write_text"]
+__all__ = ["RunDir", "default_run_dir", "git_revision", "environment", "write_env", "MetricsLog"]
 
 PACKAGES = ("ssl_video", "torch", "torchvision", "torchaudio", "torchcodec", "accelerate", "timm", "numpy")
 

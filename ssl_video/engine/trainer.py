@@ -1,29 +1,25 @@
 """The one training loop every method runs.
 
-``train(recipe, run_dir)`` builds ``build_method(recipe.method, recipe)``, then, on every process:
-samples micro-batches, calls ``method(batch)`` (a dict with ``"loss"`` and terms to log), back-propagates
-``loss / grad_accum``, and after ``trainer.grad_accum`` micro-batches sets the learning rates, clips and
-takes an optimizer step. It never knows which method it runs: it only uses ``method(batch)``,
-``method.parameter_groups()`` and ``method.encoders()``. A method returns the same scalar terms at every
-step on every process (they are averaged across processes when logged).
+``train(recipe, run_dir)`` builds the method and its training set from the registry
+(:mod:`ssl_video.methods`), then, on every process: hands the method the global step
+(``method.set_step``), samples micro-batches (:mod:`ssl_video.engine.batches`), calls ``method(batch)``
+(a dict with ``"loss"`` and terms to log), back-propagates ``loss / grad_accum``, and after
+``trainer.grad_accum`` micro-batches sets the learning rates, clips and takes an optimizer step. It never
+knows which method it runs: it uses only the :class:`~ssl_video.methods.base.Method` contract. A method
+returns the same scalar terms at every step on every process (they are averaged across processes when
+logged). Recipe values are valid by construction (:mod:`ssl_video.recipe`); nothing here re-checks them.
 
-Data. The dataset's items are addressed by ``key = epoch * len(dataset) + index`` (see
-:class:`~ssl_video.data.clip_dataset.ClipDataset`); datasets that need no per-epoch randomness can use
-``key % len(self)``. Each epoch is a permutation drawn from (``data.seed``, epoch); optimizer step ``s`` of an
-epoch takes the next ``batch_size x processes x grad_accum`` indices, process ``r`` micro-batch ``a`` gets its
-slice, and the tail of an epoch that does not fill a step is dropped. So the data a step sees depends only on
-the step number, and a resumed run continues mid-epoch exactly where the checkpoint was taken. Batches are
-made by ``dataset.collate_fn`` when the dataset has one, else by :func:`collate`; bad files listed under
-``"skipped"`` are reported once.
+The module reads in three parts: :func:`_setup` (run directory, method, data, optimizer, resume state),
+:func:`_loop` (one iteration = one optimizer step) and :func:`_finish` (the summary).
 
-Randomness in the loop (dropout, crops a method draws) comes from torch/numpy/python generators reseeded
+Randomness in the loop (dropout, anything a method draws) comes from torch/numpy/python generators reseeded
 from (``seed``, rank, step) before every step, so a resumed run is bit-identical to an uninterrupted one on
 the CPU without saving any generator state.
 
 Stopping. SIGTERM and SIGUSR2 set a flag; at the next step boundary every process agrees (an all-reduce)
-and the run writes a checkpoint and stops: :func:`train` returns ``status="stopped"`` and the command
-exits with :data:`EXIT_STOPPED`. A non-finite loss on any process stops every process before the optimizer
-step, writes nothing and raises :class:`NonFiniteLoss` (exit :data:`EXIT_NONFINITE`); the last checkpoint
+and the run writes a checkpoint and stops: :func:`train` returns ``status="stopped"`` (exit code
+:data:`~ssl_video.errors.EXIT_STOPPED`). A non-finite loss on any process stops every process before the
+optimizer step, writes nothing and raises :class:`~ssl_video.errors.NonFiniteLoss`; the last checkpoint
 stays the last good one. Rerunning the same command resumes from ``RUN/checkpoints/last.pt``.
 """
 
@@ -33,113 +29,33 @@ import contextlib
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ssl_video.engine.batches import EpochBatchSampler, batch_size, make_loader, to_device
 from ssl_video.engine.checkpoint import (
-    FORMAT_VERSION,
     check_resume,
+    checkpoint_state,
     load_checkpoint,
     remove_stale_tmp,
     save_checkpoint,
 )
-from ssl_video.engine.run_dir import (
-    MetricsLog,
-    RunDir,
-    environment,
-    git_revision,
-    write_env,
-    write_json,
-    write_text,
-)
+from ssl_video.engine.progress import MetricWindow, TrainingLog, scalar_terms
+from ssl_video.engine.run_dir import RunDir, environment, git_revision, write_env
 from ssl_video.engine.schedule import lr_factor, schedule_from_config
-from ssl_video.errors import UserError
+from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, UserError
+from ssl_video.files import write_json, write_text
 
-__all__ = ["train", "NonFiniteLoss", "EXIT_STOPPED", "EXIT_NONFINITE", "STOP_SIGNALS", "EpochBatchSampler"]
+__all__ = ["train", "STOP_SIGNALS", "EXIT_STOPPED", "EXIT_NONFINITE", "NonFiniteLoss"]
 
-EXIT_STOPPED = 3  # stopped by SIGTERM/SIGUSR2 after writing a checkpoint: rerun the command to resume
-EXIT_NONFINITE = 4  # the loss became NaN/inf: nothing written, the last checkpoint is the last good one
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss stopped being finite; the message is one line."""
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-
-class EpochBatchSampler:
-    """This process's micro-batches of dataset keys for one epoch, from a given micro-batch on."""
-
-    def __init__(self, size: int, batch_size: int, world_size: int, rank: int, seed: int, micro_per_epoch: int):
-        self.size, self.batch_size, self.world_size, self.rank = size, batch_size, world_size, rank
-        self.seed, self.micro_per_epoch = seed, micro_per_epoch
-        self.epoch, self.start = 0, 0
-
-    def set_position(self, epoch: int, start_micro: int) -> None:
-        self.epoch, self.start = epoch, start_micro
-
-    def permutation(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-        return torch.randperm(self.size, generator=generator)
-
-    def __iter__(self):
-        order = self.permutation(self.epoch)
-        offset = self.epoch * self.size
-        for micro in range(self.start, self.micro_per_epoch):
-            lo = (micro * self.world_size + self.rank) * self.batch_size
-            yield [offset + int(i) for i in order[lo:lo + self.batch_size]]
-
-    def __len__(self) -> int:
-        return self.micro_per_epoch - self.start
-
-
-def collate(samples: list[dict]) -> dict:
-    """Clip samples (they carry ``skipped``) via :func:`~ssl_video.data.clip_dataset.collate_clips`, any other
-    dicts of tensors via torch's default collation."""
-    if any("skipped" in sample for sample in samples):
-        from ssl_video.data.clip_dataset import collate_clips
-
-        return collate_clips(samples)
-    from torch.utils.data import default_collate
-
-    return default_collate(samples)
-
-
-def _make_loader(dataset, sampler: EpochBatchSampler, num_workers: int, pin_memory: bool):
-    from torch.utils.data import DataLoader
-
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=getattr(dataset, "collate_fn", None) or collate,
-                      pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                      worker_init_fn=_leave_signals_to_the_trainer if num_workers > 0 else None)
-
-
-def _leave_signals_to_the_trainer(worker_id: int) -> None:
-    """Loader workers ignore SIGTERM/SIGUSR2/SIGINT: a scheduler signals every process of a job, and a worker
-    killed by it would crash the loop before the trainer (which does handle them) could save."""
-    import signal
-
-    for signum in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def _batch_size(batch: dict) -> int:
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and value.ndim > 0:
-            return int(value.shape[0])
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------- setup
+# ---------------------------------------------------------------------------------------------- helpers
 
 
 def _make_accelerator(cfg):
@@ -203,8 +119,6 @@ def _optimizer(method, optim, base_lr: float):
 def _lengths(recipe, dataset_size: int, world_size: int) -> tuple[int, int]:
     """(optimizer steps per epoch, total steps)."""
     cfg = recipe.trainer
-    if cfg.grad_accum < 1 or recipe.data.batch_size < 1:
-        raise UserError("data.batch_size and trainer.grad_accum must be at least 1")
     per_step = recipe.data.batch_size * world_size * cfg.grad_accum
     steps_per_epoch = dataset_size // per_step
     if steps_per_epoch == 0:
@@ -212,15 +126,8 @@ def _lengths(recipe, dataset_size: int, world_size: int) -> tuple[int, int]:
                         f"({recipe.data.batch_size} per process x {world_size} process(es) x {cfg.grad_accum} "
                         "accumulated): lower data.batch_size or trainer.grad_accum")
     if cfg.max_steps is not None:
-        if cfg.max_steps < 1:
-            raise UserError("trainer.max_steps must be at least 1 (or null to train for trainer.epochs)")
         return steps_per_epoch, cfg.max_steps
-    if not cfg.epochs > 0:
-        raise UserError("trainer.epochs must be positive")
     return steps_per_epoch, max(1, int(round(cfg.epochs * steps_per_epoch)))
-
-
-# ---------------------------------------------------------------------------------------------- helpers
 
 
 class _StopFlag:
@@ -261,9 +168,6 @@ def _teardown(accelerator, clean: bool) -> None:
             dist.destroy_process_group()
 
 
-# ---------------------------------------------------------------------------------------------- run state
-
-
 def _saved_state(run: RunDir, config: dict, world: int) -> dict | None:
     """The checkpoint to resume from (None: a fresh start), after checking that the recipe still fits it."""
     if run.last.is_file():
@@ -290,47 +194,6 @@ def _prepare_run_dir(run: RunDir, config: dict, world: int, device: torch.device
     write_env(run, environment(world, str(device)))
 
 
-class _Window:
-    """Metrics summed between two log steps; ``flush`` averages them over steps (and processes)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps, self.clips, self.wait, self.start = 0, 0, 0.0, time.time()
-
-    def add(self, name: str, value: torch.Tensor, weight: float = 1.0) -> None:
-        value = value.detach().float().reshape(()) * weight
-        self.sums[name] = self.sums[name] + value if name in self.sums else value
-
-    def flush(self, accelerator) -> dict[str, float]:
-        names = sorted(self.sums)
-        out = {}
-        if names:
-            values = torch.stack([self.sums[n] for n in names]) / max(1, self.steps)
-            if accelerator.num_processes > 1:
-                values = accelerator.reduce(values, reduction="mean")
-            out = dict(zip(names, values.tolist()))
-        elapsed = max(time.time() - self.start, 1e-9)
-        out["clips_per_s"] = self.clips / elapsed
-        out["data_wait"] = min(1.0, self.wait / elapsed)
-        self.reset()
-        return out
-
-
-def _scalar_terms(out: dict) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
-
-
-def _tb_tag(key: str) -> str:
-    if key.startswith("lr"):
-        return key if "/" in key else "lr/all"
-    if key in ("clips_per_s", "data_wait", "epoch"):
-        return f"perf/{key}"
-    return f"train/{key}"
-
-
 # ---------------------------------------------------------------------------------------------- train
 
 
@@ -342,20 +205,20 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
     signal, or "stopped_at_step"), ``step``, ``total_steps``, ``seconds``, ``train_seconds``, ``metrics``,
     ``param_checksums`` (one per process: equal when the processes hold the same weights), ``signal`` (the
     signal that stopped it: "SIGTERM" or "SIGUSR2", else None)...
-    Raises :class:`NonFiniteLoss` when the loss stops being finite. ``handle_signals=False`` leaves SIGTERM
-    and SIGUSR2 to the caller.
+    Raises :class:`~ssl_video.errors.NonFiniteLoss` when the loss stops being finite. ``handle_signals=False``
+    leaves SIGTERM and SIGUSR2 to the caller.
     """
-    cfg = recipe.trainer
-    if cfg.log_every < 1:
-        raise UserError("trainer.log_every must be at least 1")
-    if cfg.checkpoint_every < 0 or cfg.keep_every < 0:
-        raise UserError("trainer.checkpoint_every and trainer.keep_every must be 0 (off) or positive")
     stop = _StopFlag(handle_signals)  # from the start: a signal during set-up stops after the first step
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     accelerator, clean = None, False
     try:
-        accelerator = _make_accelerator(cfg)
-        summary = _train(recipe, RunDir(Path(run_dir)), recipe_path, accelerator, stop)
+        accelerator = _make_accelerator(recipe.trainer)
+        run = _setup(recipe, RunDir(Path(run_dir)), recipe_path, accelerator, stop)
+        try:
+            status, signum = _loop(run)
+        finally:
+            run.log.close()
+        summary = _finish(run, status, signum)
         clean = True
         return summary
     finally:
@@ -365,25 +228,59 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
             _teardown(accelerator, clean)
 
 
-def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> dict:
-    from tqdm.auto import tqdm
+@dataclass
+class _Run:
+    """Everything the loop works with, made once by :func:`_setup`."""
 
-    from ssl_video import __version__
-    from ssl_video.config import to_dict
+    recipe: Any
+    run: RunDir
+    recipe_path: Any
+    accelerator: Any
+    stop: _StopFlag
+    config: dict
+    method: Any
+    model: Any
+    optimizer: Any
+    scaler: Any
+    loader: Any
+    sampler: EpochBatchSampler
+    bad_files: Any
+    log: TrainingLog
+    steps_per_epoch: int
+    total_steps: int
+    schedule: dict
+    base_lr: float
+    start_step: int
+    previous_seconds: float
+    last_metrics: dict
+    last_saved: int | None
+    revision: str | None
+    started: float
+    step: int = 0
+    loop_started: float = 0.0
+
+    def checkpoint(self, step: int, keep: bool) -> None:
+        state = checkpoint_state(
+            method=self.method, optimizer=self.optimizer, scaler=self.scaler, step=step,
+            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+            world_size=self.accelerator.num_processes, config=self.config, recipe_path=self.recipe_path,
+            git_revision=self.revision, train_seconds=self.previous_seconds + time.time() - self.loop_started,
+            metrics=self.last_metrics)
+        save_checkpoint(state, self.run.last, self.run.kept(step) if keep else None)
+
+
+def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _Run:
     from ssl_video.data.clip_dataset import BadFileLog
     from ssl_video.methods import build_method
+    from ssl_video.recipe import recipe_dict
 
     started = time.time()
-    cfg, optim, accum = recipe.trainer, recipe.optim, recipe.trainer.grad_accum
+    cfg, optim = recipe.trainer, recipe.optim
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     device = accelerator.device
     cuda = device.type == "cuda"
-    config = to_dict(recipe)
+    config = recipe_dict(recipe)
     _set_determinism(cfg.deterministic, cuda)
-
-    def log(message: str) -> None:
-        if main:
-            tqdm.write(f"[ssl-video] {message}")
 
     # 1. refuse to continue a run with a recipe that trains something else; then record this start
     saved = _saved_state(run, config, world)
@@ -396,15 +293,13 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed % 2**32)
-    method, dataset = build_method(recipe.method, recipe)
+    method, dataset = build_method(recipe)
     if saved is not None:
         method.load_state_dict(saved["model"], strict=True)
     if cfg.sync_batchnorm and world > 1 and cuda:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method.to(device).train()
-    encoders = method.encoders()
     steps_per_epoch, total_steps = _lengths(recipe, len(dataset), world)
-    schedule = schedule_from_config(optim, total_steps, steps_per_epoch)
     base_lr = optim.lr * (world if optim.lr_scaling == "world_size" else 1)
     optimizer = _optimizer(method, optim, base_lr)
     if saved is not None:
@@ -415,171 +310,147 @@ def _train(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> di
     scaler = getattr(accelerator, "scaler", None)
     if saved is not None and scaler is not None and saved.get("scaler"):
         scaler.load_state_dict(saved["scaler"])
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     sampler = EpochBatchSampler(len(dataset), recipe.data.batch_size, world, rank, recipe.data.seed,
-                                steps_per_epoch * accum)
-    loader = _make_loader(dataset, sampler, recipe.data.num_workers, pin_memory=cuda)
-    bad_files = BadFileLog(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True))
-    previous_seconds = float(saved.get("train_seconds", 0.0)) if saved is not None else 0.0
-    last_metrics: dict = dict(saved.get("metrics") or {}) if saved is not None else {}
-    last_saved = start_step if saved is not None else None
-    del saved
+                                steps_per_epoch * cfg.grad_accum)
 
     # 3. logging
-    metrics_log = MetricsLog(run.metrics, start_step) if main else None
-    writer = None
-    if main and cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
+                      tensorboard=cfg.tensorboard, progress=cfg.progress)
+    log.message(f"{'resuming' if start_step else 'starting'} {recipe.method} in {run.root} at step {start_step}/"
+                f"{total_steps} ({steps_per_epoch} steps per epoch, {len(dataset)} clips, {world} process(es) on "
+                f"{device.type}, global batch {recipe.data.batch_size * world * cfg.grad_accum})")
+    return _Run(
+        recipe=recipe, run=run, recipe_path=recipe_path, accelerator=accelerator, stop=stop, config=config,
+        method=method, model=model, optimizer=optimizer, scaler=scaler,
+        loader=make_loader(dataset, sampler, recipe.data.num_workers, pin_memory=cuda), sampler=sampler,
+        bad_files=BadFileLog(log=lambda m: print(f"[ssl-video rank {rank}] {m}", flush=True)), log=log,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        schedule=schedule_from_config(optim, total_steps, steps_per_epoch), base_lr=base_lr,
+        start_step=start_step,
+        previous_seconds=float(saved.get("train_seconds", 0.0)) if saved is not None else 0.0,
+        last_metrics=dict(saved.get("metrics") or {}) if saved is not None else {},
+        last_saved=start_step if saved is not None else None,
+        revision=git_revision() if main else None, started=started)
 
-        writer = SummaryWriter(str(run.tb), purge_step=start_step + 1)
-    bar = tqdm(total=total_steps, initial=start_step, desc=recipe.name, unit="step", dynamic_ncols=True,
-               disable=not (main and cfg.progress))
-    log(f"{'resuming' if start_step else 'starting'} {recipe.method} in {run.root} at step {start_step}/"
-        f"{total_steps} ({steps_per_epoch} steps per epoch, {len(dataset)} clips, {world} process(es) on "
-        f"{device.type}, global batch {recipe.data.batch_size * world * accum})")
-    loop_started = time.time()
-    revision = git_revision() if main else None
 
-    def checkpoint(step: int, keep: bool) -> None:
-        state = {
-            "model": {k: v.detach().cpu() for k, v in method.state_dict().items()},
-            "encoders": encoders,
-            "step": step,
-            "epoch": step // steps_per_epoch,
-            "step_in_epoch": step % steps_per_epoch,
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "world_size": world,
-            "config": config,
-            "recipe": str(recipe_path) if recipe_path is not None else None,
-            "git_revision": revision,
-            "version": __version__,
-            "format_version": FORMAT_VERSION,
-            "train_seconds": previous_seconds + time.time() - loop_started,
-            "metrics": last_metrics,
-        }
-        save_checkpoint(state, run.last, run.kept(step) if keep else None)
+def _loop(r: _Run) -> tuple[str, int]:
+    """Optimizer steps until the end, ``trainer.stop_at_step`` or a stop signal: ``(status, signal number)``."""
+    cfg, accum, accelerator, device = r.recipe.trainer, r.recipe.trainer.grad_accum, r.accelerator, r.accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+    params = [p for group in r.optimizer.param_groups for p in group["params"]]
+    window = MetricWindow()
+    step, data_iter = r.start_step, None
+    r.step = step
+    stop_at = cfg.stop_at_step if cfg.stop_at_step is not None else r.total_steps
+    if stop_at <= step < r.total_steps:
+        return "stopped_at_step", 0
+    r.loop_started = time.time()
+    while step < min(r.total_steps, stop_at):
+        epoch, position = divmod(step, r.steps_per_epoch)
+        if data_iter is None:
+            r.sampler.set_position(epoch, position * accum)
+            data_iter = iter(r.loader)
+        _reseed(r.recipe.seed, rank, step)
+        r.method.set_step(step)
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(accum):
+            waited = time.time()
+            batch = next(data_iter)
+            window.wait += time.time() - waited
+            r.bad_files.update(batch.pop("skipped", None) or [])
+            window.clips += batch_size(batch) * world
+            sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(r.model)
+            with sync:
+                out = r.model(to_device(batch, device))
+                accelerator.backward(out["loss"] / accum)
+            loss_sum += out["loss"].detach().float()
+            for name, value in scalar_terms(out).items():
+                window.add(name, value, 1.0 / accum)
 
-    # 4. the loop: one iteration = one optimizer step of `accum` micro-batches
-    window = _Window()
-    step, data_iter = start_step, None
-    status = "stopped_at_step" if cfg.stop_at_step is not None and cfg.stop_at_step <= step < total_steps \
-        else "completed"
-    stop_signum = 0
-    try:
-        while step < total_steps and not (cfg.stop_at_step is not None and step >= cfg.stop_at_step):
-            epoch, position = divmod(step, steps_per_epoch)
-            if data_iter is None:
-                sampler.set_position(epoch, position * accum)
-                data_iter = iter(loader)
-            _reseed(recipe.seed, rank, step)
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(accum):
-                waited = time.time()
-                batch = next(data_iter)
-                window.wait += time.time() - waited
-                bad_files.update(batch.pop("skipped", None) or [])
-                window.clips += _batch_size(batch) * world
-                sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
-                with sync:
-                    out = model(_to_device(batch, device))
-                    accelerator.backward(out["loss"] / accum)
-                loss_sum += out["loss"].detach().float()
-                for name, value in _scalar_terms(out).items():
-                    window.add(name, value, 1.0 / accum)
+        # every process learns whether any loss went bad or any process was asked to stop
+        # (the stop flag is the signal number: SIGTERM, 15, wins over SIGUSR2, 12, when both arrive)
+        flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
+                             torch.tensor(float(r.stop.signum or 0), device=device)])
+        if world > 1:
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        bad_value, signum_value = flags.tolist()
+        if bad_value:
+            _raise_non_finite(r, step, epoch, loss_sum, out)
 
-            # every process learns whether any loss went bad or any process was asked to stop
-            # (the stop flag is the signal number: SIGTERM, 15, wins over SIGUSR2, 12, when both arrive)
-            flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
-                                 torch.tensor(float(stop.signum or 0), device=device)])
-            if world > 1:
-                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-            bad_value, signum_value = flags.tolist()
-            bad_loss, stop_signum = bool(bad_value), int(signum_value)
-            stop_requested = stop_signum > 0
-            if bad_loss:
-                mine = not bool(torch.isfinite(loss_sum))
-                shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in _scalar_terms(out).items()) if mine \
-                    else "on another process"
-                kept = (f"the last good checkpoint is {run.last} (step {last_saved})" if last_saved is not None
-                        else "no checkpoint had been written yet")
-                raise NonFiniteLoss(f"loss is not finite at step {step} (epoch {epoch}; {shown}): stopped "
-                                    f"without saving; {kept}")
+        factor = lr_factor(step, **r.schedule)
+        for group in r.optimizer.param_groups:
+            group["lr"] = r.base_lr * group["lr_scale"] * factor
+        if r.recipe.optim.clip_grad_norm is not None:
+            window.add("grad_norm", accelerator.clip_grad_norm_(params, r.recipe.optim.clip_grad_norm))
+        r.optimizer.step()
+        r.optimizer.zero_grad(set_to_none=True)
+        step += 1
+        r.step = step
+        window.steps += 1
+        r.log.step()
+        if position + 1 == r.steps_per_epoch:
+            data_iter = None  # the next step starts a new epoch
 
-            factor = lr_factor(step, **schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = base_lr * group["lr_scale"] * factor
-            if optim.clip_grad_norm is not None:
-                window.add("grad_norm", accelerator.clip_grad_norm_(params, optim.clip_grad_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window.steps += 1
-            bar.update(1)
-            if position + 1 == steps_per_epoch:
-                data_iter = None  # the next step starts a new epoch
+        signum = int(signum_value)
+        finished = step == r.total_steps or step >= stop_at or signum > 0
+        if step % cfg.log_every == 0 or finished:
+            r.last_metrics = {"step": step, "epoch": round(step / r.steps_per_epoch, 4),
+                              **window.flush(accelerator), "lr": r.base_lr * factor,
+                              **{f"lr/{g['name']}": g["lr"] for g in r.optimizer.param_groups}, "time": time.time()}
+            r.log.write(r.last_metrics, step)
+        keep = cfg.keep_every > 0 and step % cfg.keep_every == 0
+        if finished or keep or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
+            if accelerator.is_main_process:
+                r.checkpoint(step, keep)
+            r.last_saved = step
+        if signum > 0:
+            r.log.message(f"stopped by {signal.Signals(signum).name}: checkpoint written at step {step}; run the "
+                          "same command again to resume")
+            return "stopped", signum
+    return ("completed" if step >= r.total_steps else "stopped_at_step"), 0
 
-            at_stop_step = cfg.stop_at_step is not None and step >= cfg.stop_at_step
-            finished = step == total_steps or at_stop_step or stop_requested
-            if step % cfg.log_every == 0 or finished:
-                last_metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), **window.flush(accelerator),
-                                "lr": base_lr * factor,
-                                **{f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}, "time": time.time()}
-                if main:
-                    metrics_log.write(last_metrics)
-                    for key, value in last_metrics.items():
-                        if writer is not None and key not in ("step", "time"):
-                            writer.add_scalar(_tb_tag(key), value, step)
-                    if "loss" in last_metrics:
-                        bar.set_postfix(loss=f"{last_metrics['loss']:.4f}")
-            keep = cfg.keep_every > 0 and step % cfg.keep_every == 0
-            if finished or keep or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
-                if main:
-                    checkpoint(step, keep)
-                last_saved = step
-            if stop_requested:
-                status = "stopped"
-                log(f"stopped by {signal.Signals(stop_signum).name}: checkpoint written at step {step}; run the "
-                    "same command again to resume")
-                break
-            if at_stop_step:
-                status = "stopped_at_step"
-                break
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        if metrics_log is not None:
-            metrics_log.close()
 
-    checksum = torch.tensor([_checksum(method)], dtype=torch.float64, device=device)
+def _raise_non_finite(r: _Run, step: int, epoch: int, loss_sum: torch.Tensor, out: dict) -> None:
+    mine = not bool(torch.isfinite(loss_sum))
+    shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in scalar_terms(out).items()) if mine \
+        else "on another process"
+    kept = (f"the last good checkpoint is {r.run.last} (step {r.last_saved})" if r.last_saved is not None
+            else "no checkpoint had been written yet")
+    raise NonFiniteLoss(f"loss is not finite at step {step} (epoch {epoch}; {shown}): stopped without saving; {kept}")
+
+
+def _finish(r: _Run, status: str, signum: int) -> dict:
+    """The summary (``summary.json``), with every process's parameter checksum."""
+    accelerator, device = r.accelerator, r.accelerator.device
+    world = accelerator.num_processes
+    checksum = torch.tensor([_checksum(r.method)], dtype=torch.float64, device=device)
     checksums = [checksum]
     if world > 1:
         checksums = [torch.zeros_like(checksum) for _ in range(world)]
         torch.distributed.all_gather(checksums, checksum)
+    step = r.step
+    loop_seconds = time.time() - r.loop_started if r.loop_started else 0.0
     summary = {
         "status": status,
-        "signal": signal.Signals(stop_signum).name if status == "stopped" else None,  # what stopped it
+        "signal": signal.Signals(signum).name if status == "stopped" else None,  # what stopped it
         "step": step,
-        "total_steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "epoch": round(step / steps_per_epoch, 4),
-        "resumed_from": start_step if start_step else None,
-        "seconds": time.time() - started,
-        "train_seconds": previous_seconds + time.time() - loop_started,
+        "total_steps": r.total_steps,
+        "steps_per_epoch": r.steps_per_epoch,
+        "epoch": round(step / r.steps_per_epoch, 4),
+        "resumed_from": r.start_step if r.start_step else None,
+        "seconds": time.time() - r.started,
+        "train_seconds": r.previous_seconds + loop_seconds,
         "world_size": world,
         "device": device.type,
-        "bad_files": len(bad_files),
-        "metrics": last_metrics,
+        "bad_files": len(r.bad_files),
+        "metrics": r.last_metrics,
         "param_checksums": [float(c) for c in checksums],
-        "run_dir": str(run.root),
-        "checkpoint": str(run.last),
+        "run_dir": str(r.run.root),
+        "checkpoint": str(r.run.last),
     }
     if len(set(summary["param_checksums"])) > 1:
-        log("warning: the processes ended with different weights")
-    if main:
-        write_json(run.summary, summary)
-        log(f"{status} at step {step}/{total_steps} in {summary['seconds']:.1f} s; checkpoint {run.last}")
+        r.log.message("warning: the processes ended with different weights")
+    if accelerator.is_main_process:
+        write_json(r.run.summary, summary)
+        r.log.message(f"{status} at step {step}/{r.total_steps} in {summary['seconds']:.1f} s; checkpoint {r.run.last}")
     return summary

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssl_video.data.transforms import VideoAugment
 from ssl_video.errors import UserError
+from ssl_video.recipe import VideoAugment
 
 __all__ = ["ClipProtocol", "EncoderRef", "resolve_encoder", "weights_hash", "extract_features", "FeatureTable",
            "default_cache_dir", "torch_device", "decoded_batches"]
@@ -213,18 +213,18 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
              progress: bool) -> FeatureTable:
     from torch.utils.data import DataLoader
 
-    from ssl_video.data.clip_dataset import ClipConfig, ClipDataset, collate_clips
+    from ssl_video.data.clip_dataset import ClipDataset, collate_clips
     from ssl_video.data.datasets.base import VideoRecord
-    from ssl_video.data.sampling import ClipSampling
+    from ssl_video.recipe import ClipConfig, ClipSampling
 
     dev = torch_device(device)
     model = model.to(dev).eval()
     present = [p for p in paths if os.path.isfile(p)]
     skipped = {p: "missing file" for p in paths if not os.path.isfile(p)}
     records = [VideoRecord(path=p, label=-1, video_id=p) for p in present]
-    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, decode_size=protocol.resize,
+    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, resize=protocol.resize,
                      sampling=ClipSampling(mode="uniform", num_clips=protocol.clips),
-                     video=VideoAugment(crop_size=protocol.crop, mean=protocol.mean, std=protocol.std), audio=None)
+                     video=VideoAugment(crop=protocol.crop, mean=protocol.mean, std=protocol.std), audio=None)
     dataset = ClipDataset(records, cfg, train=False, on_error="skip")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_clips, persistent_workers=False)

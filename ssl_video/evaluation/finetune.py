@@ -157,16 +157,15 @@ def split_fields(inputs, split: str, protocol, encoder, num_classes: int) -> dic
         "seed": inputs.seed,
         "data": {"dataset": inputs.dataset, "root": inputs.root, "videos": inputs.videos, "splits": inputs.split_dir,
                  "split": split, "subset": "train", "num_workers": inputs.workers, "seed": inputs.seed,
-                 "clip": {"frames": protocol.frames, "fps": protocol.fps, "decode_size": protocol.resize,
-                          "video": {"crop_size": protocol.crop, "mean": list(protocol.mean),
-                                    "std": list(protocol.std)}}},
+                 "clip": {"frames": protocol.frames, "fps": protocol.fps, "resize": protocol.resize,
+                          "video": {"crop": protocol.crop, "mean": list(protocol.mean), "std": list(protocol.std)}}},
         "trainer": {"device": inputs.device.split(":")[0]},
         "finetune": {**model, "num_classes": num_classes},
     }
 
 
-_HINTS = {"data.clip.frames": "--frames", "data.clip.fps": "--fps", "data.clip.decode_size": "--resize",
-          "data.clip.video.crop_size": "--crop", "data.num_workers": "--workers", "trainer.device": "--device",
+_HINTS = {"data.clip.frames": "--frames", "data.clip.fps": "--fps", "data.clip.resize": "--resize",
+          "data.clip.video.crop": "--crop", "data.num_workers": "--workers", "trainer.device": "--device",
           "seed": "--seed", "data.seed": "--seed", "data.split": "--splits", "finetune.encoder": "--encoder",
           "finetune.encoder_args": "--encoder-args", "finetune.init": "--encoder"}
 

@@ -75,12 +75,11 @@ def _clip_features(model, dataset, device, batch_size: int, workers: int, progre
 
 def run_temporal(inputs: TemporalInputs) -> dict:
     """Extract clip features, fit the foreground/background probe, write ``OUT/report.{json,md}``."""
-    from ssl_video.data.clip_dataset import ClipConfig
-    from ssl_video.data.transforms import VideoAugment
     from ssl_video.data.untrimmed import SegmentClipDataset, read_ground_truth_csv, video_key
     from ssl_video.evaluation.features import ClipProtocol, resolve_encoder, torch_device
     from ssl_video.evaluation.linear import ProbeSettings, probe_split
     from ssl_video.evaluation.report import write_report
+    from ssl_video.recipe import ClipConfig, VideoAugment
 
     started = time.time()
     if not 0.0 < inputs.test_fraction < 1.0:
@@ -99,8 +98,8 @@ def run_temporal(inputs: TemporalInputs) -> dict:
         test_segments = [s for s in train_segments if video_key(s.filename) in test_keys]
         train_segments = [s for s in train_segments if video_key(s.filename) not in test_keys]
         split = f"{inputs.test_fraction:.0%} of the videos held out (seed {inputs.seed})"
-    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, decode_size=protocol.resize, audio=None,
-                     video=VideoAugment(crop_size=protocol.crop, mean=protocol.mean, std=protocol.std))
+    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, resize=protocol.resize, audio=None,
+                     video=VideoAugment(crop=protocol.crop, mean=protocol.mean, std=protocol.std))
     device = torch_device(inputs.device)
     model = encoder.model.to(device).eval()
     sets, skipped = {}, {}

@@ -1,50 +1,56 @@
 """Training methods: what is learned, never how (the trainer owns devices, optimizers and files).
 
-A method is a ``torch.nn.Module`` with:
-
-- ``forward(batch: dict[str, Tensor]) -> dict[str, Tensor]``: the batch from the method's dataset, already
-  on the right device; returns scalars, ``"loss"`` (the total to minimise) plus any named terms to log.
-- ``encoders() -> dict[str, dict]``: role (``"video"``, ``"audio"``) -> ``{"name": zoo name, "args":
-  constructor overrides, "prefix": key prefix of that encoder in ``state_dict()``}``; written into every
-  checkpoint so ``ssl-video export`` can pull the backbone out without guessing.
-- ``parameter_groups() -> list[dict]``: ``{"name": str, "params": list[Parameter], "lr_scale": float,
-  "weight_decay": float | None}``; the trainer turns them into optimizer groups (``None`` = the recipe's).
-
-Methods register a builder with :func:`register_method`; a builder takes the resolved recipe and returns
-``(method, train_dataset)``.
+The contract every method follows is :class:`ssl_video.methods.base.Method`. Methods register with
+:func:`register_method`; the registry is looked up by the recipe's ``method:`` name. Shipped methods are
+imported on first use, so importing this package stays light.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
 from ssl_video.errors import UserError
+from ssl_video.recipe import known_methods, register_method_name
 
-__all__ = ["register_method", "build_method", "list_methods"]
+__all__ = ["register_method", "method_class", "build_method", "build_model", "list_methods"]
 
-_BUILDERS: dict[str, Callable[[Any], tuple]] = {}
+_CLASSES: dict[str, Any] = {}
 _MODULES = {"stica": "ssl_video.methods.stica", "tsp": "ssl_video.methods.tsp", "finetune": "ssl_video.methods.finetune"}
 
 
-def register_method(name: str):
-    def decorator(builder):
-        _BUILDERS[name] = builder
-        return builder
+def register_method(name: str, section: str | None = None):
+    """Class decorator: ``name`` (a recipe's ``method:``) builds with ``cls.from_recipe`` and
+    ``cls.train_dataset``; ``section`` is the recipe section holding its settings, if any."""
+
+    def decorator(cls):
+        _CLASSES[name] = cls
+        register_method_name(name, section)
+        return cls
 
     return decorator
 
 
-def build_method(name: str, recipe) -> tuple:
-    """``(method, train_dataset)`` for ``recipe``; imports the method's module on first use."""
-    if name not in _BUILDERS and name in _MODULES:
-        import importlib
-
+def method_class(name: str):
+    """The registered class of method ``name`` (its module imported on first use)."""
+    if name not in _CLASSES and name in _MODULES:
         importlib.import_module(_MODULES[name])
-    if name not in _BUILDERS:
-        raise UserError(f"unknown method '{name}' (known: {', '.join(sorted(set(_BUILDERS) | set(_MODULES)))})")
-    return _BUILDERS[name](recipe)
+    if name not in _CLASSES:
+        raise UserError(f"unknown method '{name}' (known: {', '.join(list_methods())})")
+    return _CLASSES[name]
+
+
+def build_model(recipe):
+    """The method module of ``recipe`` (no data is read beyond what the model's shape needs)."""
+    return method_class(recipe.method).from_recipe(recipe)
+
+
+def build_method(recipe) -> tuple:
+    """``(method, train_dataset)`` for ``recipe`` (the data first: its errors are the likelier ones)."""
+    cls = method_class(recipe.method)
+    dataset = cls.train_dataset(recipe)
+    return cls.from_recipe(recipe), dataset
 
 
 def list_methods() -> list[str]:
-    return sorted(set(_BUILDERS) | set(_MODULES))
+    return sorted(set(_CLASSES) | set(_MODULES) | set(known_methods()))

@@ -13,13 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_video.errors import UserError
+from ssl_video.errors import ConfigError, UserError
 from ssl_video.methods import register_method
+from ssl_video.methods.base import Method
 
-__all__ = ["Finetune", "build_encoder", "build_finetune"]
+__all__ = ["Finetune", "build_encoder"]
 
 
-class Finetune(nn.Module):
+@register_method("finetune", section="finetune")
+class Finetune(Method):
+    ENCODERS = {"video": "video_encoder"}
+
     def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.5, label_smoothing: float = 0.0,
                  backbone_lr_scale: float = 1.0, freeze_backbone: bool = False):
         super().__init__()
@@ -30,13 +34,38 @@ class Finetune(nn.Module):
         self.backbone_lr_scale = backbone_lr_scale
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
-            self.video_encoder.requires_grad_(False)
+            self.freeze(self.video_encoder)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_backbone:  # a frozen backbone keeps its BatchNorm statistics too
-            self.video_encoder.eval()
-        return self
+    # -- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_recipe(cls, recipe) -> Finetune:
+        """Encoder of ``finetune.init`` or ``finetune.encoder``; classes: ``finetune.num_classes`` or those of
+        the dataset's layout (no video is read)."""
+        cfg = recipe.finetune
+        num_classes = cfg.num_classes or len(_layout(recipe).classes)
+        if num_classes < 1:
+            raise ConfigError("finetune.num_classes", f"{recipe.data.dataset} has no classes: set it")
+        return cls(build_encoder(cfg), num_classes, cfg.dropout, cfg.label_smoothing, cfg.backbone_lr_scale,
+                   cfg.freeze_backbone)
+
+    @classmethod
+    def train_dataset(cls, recipe):
+        """Random clips of ``data.subset`` of split ``data.split``, training augmentation."""
+        from ssl_video.data.clip_dataset import ClipDataset
+
+        cfg, data = recipe.finetune, recipe.data
+        layout = _layout(recipe)
+        records = layout.records(data.split, data.subset)
+        if not records:
+            raise UserError(f"{data.dataset}: split {data.split} subset {data.subset} has no videos")
+        num_classes = cfg.num_classes or len(layout.classes)
+        top = max(r.label for r in records)
+        if top >= num_classes:
+            raise ConfigError("finetune.num_classes", f"is {num_classes} but the data has label {top}")
+        return ClipDataset(records, data.clip, train=True, seed=data.seed)
+
+    # -- the step ------------------------------------------------------------------------------------
 
     def logits(self, video: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.video_encoder(video)))
@@ -52,16 +81,18 @@ class Finetune(nn.Module):
         top1 = (logits.argmax(1) == label).float().mean()
         return {"loss": loss, "top1": top1.detach()}
 
-    def encoders(self) -> dict:
-        enc = self.video_encoder
-        return {"video": {"name": enc.encoder_name, "args": dict(enc.encoder_args or {}), "prefix": "video_encoder."}}
-
     def parameter_groups(self) -> list[dict]:
-        groups = [{"name": "head", "params": list(self.head.parameters()), "lr_scale": 1.0, "weight_decay": None}]
+        groups = [self.group("head", self.head)]
         if not self.freeze_backbone:
-            groups.insert(0, {"name": "backbone", "params": list(self.video_encoder.parameters()),
-                              "lr_scale": self.backbone_lr_scale, "weight_decay": None})
+            groups.insert(0, self.group("backbone", self.video_encoder, lr_scale=self.backbone_lr_scale))
         return groups
+
+
+def _layout(recipe):
+    from ssl_video.data.datasets import load_layout
+
+    data = recipe.data
+    return load_layout(data.dataset, data.root, data.videos, data.splits)
 
 
 def build_encoder(cfg) -> nn.Module:
@@ -79,36 +110,8 @@ def build_encoder(cfg) -> nn.Module:
             raise UserError(f"finetune.encoder_args {cfg.encoder_args} differ from those of finetune.init "
                             f"({encoder.encoder_args}): leave finetune.encoder_args empty")
         return encoder.train()
-    if cfg.encoder is None:
-        raise UserError("finetune.encoder is null: name a zoo encoder or give finetune.init")
     encoder = create_encoder(cfg.encoder, **dict(cfg.encoder_args))
     if encoder.spec.modality != "video":
         raise UserError(f"finetune.encoder '{cfg.encoder}' is an {encoder.spec.modality} encoder; finetune needs "
                         "a video encoder")
     return encoder
-
-
-@register_method("finetune")
-def build_finetune(recipe) -> tuple[Finetune, object]:
-    from ssl_video.data.clip_dataset import ClipDataset
-    from ssl_video.data.datasets import load_layout
-
-    cfg, data = recipe.finetune, recipe.data
-    if data.clip.views != 1:
-        raise UserError("finetune needs data.clip.views = 1 (one augmented view per clip)")
-    if not 0.0 <= cfg.dropout < 1.0 or not 0.0 <= cfg.label_smoothing < 1.0:
-        raise UserError("finetune.dropout and finetune.label_smoothing must be in [0, 1)")
-    layout = load_layout(data.dataset, data.root, data.videos, data.splits)
-    records = layout.records(data.split, data.subset)
-    if not records:
-        raise UserError(f"{data.dataset}: split {data.split} subset {data.subset} has no videos")
-    num_classes = cfg.num_classes or len(layout.classes)
-    if num_classes < 1:
-        raise UserError(f"{data.dataset} has no classes: set finetune.num_classes")
-    labels = [r.label for r in records]
-    if max(labels) >= num_classes:
-        raise UserError(f"finetune.num_classes is {num_classes} but the data has label {max(labels)}")
-    method = Finetune(build_encoder(cfg), num_classes, cfg.dropout, cfg.label_smoothing, cfg.backbone_lr_scale,
-                      cfg.freeze_backbone)
-    dataset = ClipDataset(records, data.clip, train=True, seed=data.seed)
-    return method, dataset

@@ -21,144 +21,29 @@ One training step, for a batch of ``B`` clips each with two augmented views of t
 
 Every key is detached and negatives come from the global batch (:mod:`ssl_video.losses`).
 
-Crop offsets come from ``random.Random(f"{seed}:{step}")`` where ``step`` is a buffer counting training
-forward passes: the same offsets on every process (as one process with the global batch would use),
-and a resumed run continues the sequence exactly.
+Crop offsets come from ``random.Random(f"{seed}:{step}")`` where ``step`` is the global optimizer step the
+trainer hands in (:meth:`~ssl_video.methods.base.Method.set_step`): the same offsets on every process and
+for every accumulated micro-batch (as one process with the global batch would use), and a resumed run
+continues the sequence exactly with nothing saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ssl_video.errors import ConfigError, UserError
+from ssl_video.errors import UserError
 from ssl_video.losses import cross_modal_nce, info_nce
 from ssl_video.methods import register_method
+from ssl_video.methods.base import Method
 from ssl_video.models.heads import CropPooling, ProjectionHead
+from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, StiCAConfig, window_cells
 
-__all__ = [
-    "FeatureCropConfig",
-    "PoolingConfig",
-    "StiCAConfig",
-    "CropBox",
-    "CROP_GROUPS",
-    "window_cells",
-    "crop_boxes",
-    "feature_crops",
-    "crop_pair_losses",
-    "STiCA",
-    "build_stica",
-]
-
-CROP_GROUPS = ("spatial_large", "spatial_small", "temporal_large", "temporal_small")
-SECTION = "stica"
-
-
-def _check_window(value: int | float, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"expected a cell count (int) or a fraction of the grid (float), got {value!r}")
-    if isinstance(value, int) and value < 1:
-        raise ConfigError(key, f"a window of cells must be at least 1, got {value}")
-    if isinstance(value, float) and not 0.0 < value <= 1.0:
-        raise ConfigError(key, f"a window fraction must be in (0, 1], got {value}")
-
-
-@dataclass
-class FeatureCropConfig:
-    """How many crops of each kind each view gets, and their window sizes.
-
-    A window is a number of feature-map cells (int; at most the grid) or a fraction of the grid (float,
-    rounded half up, at least one cell). The defaults give the published windows: 6x6 and 4x4 on the 7x7
-    grid; 3 and 2 of 4 time steps (6 and 4 of 8). Counts default to the official README example
-    (2 large + 4 small spatial, 2 large + 1 small temporal).
-    """
-
-    spatial_large: int = 2
-    spatial_small: int = 4
-    temporal_large: int = 2
-    temporal_small: int = 1
-    spatial_large_window: int | float = 6 / 7
-    spatial_small_window: int | float = 4 / 7
-    temporal_large_window: int | float = 0.75
-    temporal_small_window: int | float = 0.5
-    pair_every_large: bool = False  # False: only the second large crops of the two views pair (published)
-
-    def __post_init__(self):
-        for name in CROP_GROUPS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{SECTION}.crops.{name}", f"expected a count >= 0, got {value!r}")
-            _check_window(getattr(self, f"{name}_window"), f"{SECTION}.crops.{name}_window")
-        if not self.pair_every_large:
-            for kind in ("spatial", "temporal"):
-                if getattr(self, f"{kind}_large") > 2:
-                    raise ConfigError(f"{SECTION}.crops.{kind}_large",
-                                      "the published pairing uses at most 2 large crops per kind "
-                                      "(set crops.pair_every_large: true to pair every large crop)")
-
-
-@dataclass
-class PoolingConfig:
-    """Crop pooling: ``layers=0`` is global average pooling; otherwise a post-LayerNorm transformer."""
-
-    layers: int = 2
-    heads: int = 4
-    width: int | None = None  # None: the video encoder's feature dimension (512 published)
-    ffn: int | None = None  # None: 4 * width (2048 published)
-    dropout: float = 0.0
-    tokens: Literal["time", "spacetime"] = "time"  # "time": average space, attend over time (published)
-    class_token: bool = False  # published: no class token, token 0 is the output
-    positional: bool = False  # learned positional embedding (published: available, off)
-
-    def __post_init__(self):
-        if self.layers < 0:
-            raise ConfigError(f"{SECTION}.pooling.layers", f"expected >= 0, got {self.layers}")
-        if self.heads < 1:
-            raise ConfigError(f"{SECTION}.pooling.heads", f"expected >= 1, got {self.heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"{SECTION}.pooling.dropout", f"expected a value in [0, 1), got {self.dropout}")
-
-
-@dataclass
-class StiCAConfig:
-    """The ``stica:`` recipe section (defaults: the published settings where they are size-independent)."""
-
-    video_encoder: str = "r2plus1d_18"
-    video_encoder_args: dict[str, Any] = field(default_factory=dict)
-    audio_encoder: str = "audio_resnet9"
-    audio_encoder_args: dict[str, Any] = field(default_factory=dict)
-    embed_dim: int = 256
-    head_hidden: int | None = None  # None: the input dimension of the head (512 published)
-    head_dropout: float = 0.3
-    cross_temperature: float = 0.1
-    within_temperature: float = 0.5
-    av_weight: float = 0.5
-    crop_weight: float = 0.5
-    detach_keys: bool = True  # published: gradients through the query side only; False: through both sides
-    feature_crop: bool = True  # False: no crop terms (cross-modal only)
-    crops: FeatureCropConfig = field(default_factory=FeatureCropConfig)
-    pooling: PoolingConfig = field(default_factory=PoolingConfig)
-
-    def __post_init__(self):
-        for name in ("cross_temperature", "within_temperature"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{SECTION}.{name}", f"must be positive, got {getattr(self, name)}")
-        for name in ("av_weight", "crop_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{SECTION}.{name}", f"must be >= 0, got {getattr(self, name)}")
-        if self.embed_dim < 1:
-            raise ConfigError(f"{SECTION}.embed_dim", f"must be >= 1, got {self.embed_dim}")
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise ConfigError(f"{SECTION}.head_dropout", f"expected a value in [0, 1), got {self.head_dropout}")
-        if self.av_weight == 0 and (self.crop_weight == 0 or not self.feature_crop):
-            raise ConfigError(f"{SECTION}.av_weight", "with no cross-modal and no crop term there is nothing to learn")
-
+__all__ = ["CropBox", "crop_boxes", "feature_crops", "crop_pair_losses", "STiCA", "input_contract"]
 
 # ----------------------------------------------------------------------------------------------------
 # Feature Crop
@@ -177,14 +62,6 @@ class CropBox(NamedTuple):
     def slice(self, feature_map: Tensor) -> Tensor:
         """The crop of ``feature_map`` (``B x C x T x H x W``): a view, no copy."""
         return feature_map[:, :, self.t0:self.t1, self.h0:self.h1, self.w0:self.w1]
-
-
-def window_cells(window: int | float, size: int) -> int:
-    """Cells covered along an axis of ``size`` cells: an int is a count (capped at ``size``), a float a
-    fraction (rounded half up, between 1 and ``size``)."""
-    if isinstance(window, float):
-        return max(1, min(size, math.floor(window * size + 0.5)))
-    return max(1, min(size, int(window)))
 
 
 def _randint(rng: random.Random | torch.Generator, low: int, high: int) -> int:
@@ -233,11 +110,8 @@ def feature_crops(feature_map: Tensor, crops: FeatureCropConfig,
 # the method
 
 
-def _forget_step(module: STiCA, incompatible_keys) -> None:
-    module._step = None  # re-read crop_step after a state dict was loaded
-
-
-class STiCA(nn.Module):
+@register_method("stica", section="stica")
+class STiCA(Method):
     """The STiCA method (see the module docstring). ``forward(batch)`` returns the loss dict.
 
     ``batch``: ``video`` ``B x 2 x 3 x T x H x W`` (two views), ``audio`` ``B x 1 x F x T`` (log-mel),
@@ -246,19 +120,15 @@ class STiCA(nn.Module):
     ``crop_temporal_sl``) and ``audio_fraction`` (local clips with audio); all but ``loss`` detached.
     """
 
+    ENCODERS = {"video": "video_encoder", "audio": "audio_encoder"}
+
     def __init__(self, cfg: StiCAConfig | None = None, video_encoder: nn.Module | None = None,
                  audio_encoder: nn.Module | None = None, seed: int = 0):
         super().__init__()
-        from ssl_video.models.registry import create_encoder
-
         self.cfg = cfg = cfg or StiCAConfig()
         self.seed = seed
-        self.video_encoder = video_encoder or create_encoder(cfg.video_encoder, **cfg.video_encoder_args)
-        self.audio_encoder = audio_encoder or create_encoder(cfg.audio_encoder, **cfg.audio_encoder_args)
-        for role, encoder in (("video", self.video_encoder), ("audio", self.audio_encoder)):
-            spec = getattr(encoder, "spec", None)
-            if spec is not None and spec.modality != role:
-                raise UserError(f"{SECTION}.{role}_encoder: '{encoder.encoder_name}' is a {spec.modality} encoder")
+        self.video_encoder = video_encoder or _encoder(cfg, "video", {})
+        self.audio_encoder = audio_encoder or _encoder(cfg, "audio", {})
         p = cfg.pooling
         self.video_pool = CropPooling(self.video_encoder.feature_dim, layers=p.layers, heads=p.heads, width=p.width,
                                       ffn=p.ffn, dropout=p.dropout, tokens=p.tokens, class_token=p.class_token,
@@ -267,29 +137,37 @@ class STiCA(nn.Module):
                                          cfg.head_dropout)
         self.audio_head = ProjectionHead(self.audio_encoder.feature_dim, cfg.head_hidden, cfg.embed_dim,
                                          cfg.head_dropout)
-        self.register_buffer("crop_step", torch.zeros((), dtype=torch.long))
-        self._step: int | None = None  # host copy of crop_step (reading the buffer on a GPU would sync)
-        self.register_load_state_dict_post_hook(_forget_step)
+        self._register_load_state_dict_pre_hook(_drop_step_buffer)
+
+    # -- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_recipe(cls, recipe) -> STiCA:
+        """Encoders from ``stica.*_encoder``; input-contract fields not given in ``*_encoder_args`` follow
+        ``data.clip`` (frames, fps, crop, resize, normalisation; log-mel settings and audio length)."""
+        cfg = recipe.stica
+        video_inputs, audio_inputs = input_contract(recipe.data.clip)
+        return cls(cfg, video_encoder=_encoder(cfg, "video", video_inputs),
+                   audio_encoder=_encoder(cfg, "audio", audio_inputs), seed=recipe.seed)
+
+    @classmethod
+    def train_dataset(cls, recipe):
+        """Two augmented views of one random clip per video of ``data.subset`` of split ``data.split``."""
+        from ssl_video.data.clip_dataset import ClipDataset
+        from ssl_video.data.datasets import load_layout
+
+        data = recipe.data
+        layout = load_layout(data.dataset, root=data.root, videos=data.videos, splits=data.splits)
+        records = layout.records(data.split, data.subset)
+        if not records:
+            raise UserError(f"{data.dataset}: split {data.split} subset {data.subset} lists no readable video")
+        return ClipDataset(records, dataclasses.replace(data.clip, views=2), train=True, seed=recipe.seed)
 
     # -- the Method contract -------------------------------------------------------------------------
 
-    def encoders(self) -> dict[str, dict]:
-        return {
-            role: {"name": encoder.encoder_name, "args": dict(encoder.encoder_args or {}), "prefix": prefix}
-            for role, encoder, prefix in (("video", self.video_encoder, "video_encoder."),
-                                          ("audio", self.audio_encoder, "audio_encoder."))
-        }
-
     def parameter_groups(self) -> list[dict]:
-        def trainable(*modules: nn.Module) -> list[nn.Parameter]:
-            return [param for module in modules for param in module.parameters() if param.requires_grad]
-
-        return [
-            {"name": "video_encoder", "params": trainable(self.video_encoder), "lr_scale": 1.0, "weight_decay": None},
-            {"name": "audio_encoder", "params": trainable(self.audio_encoder), "lr_scale": 1.0, "weight_decay": None},
-            {"name": "heads", "params": trainable(self.video_pool, self.video_head, self.audio_head),
-             "lr_scale": 1.0, "weight_decay": None},
-        ]
+        return [self.group("video_encoder", self.video_encoder), self.group("audio_encoder", self.audio_encoder),
+                self.group("heads", self.video_pool, self.video_head, self.audio_head)]
 
     # -- pieces (also used by benchmarks) ------------------------------------------------------------
 
@@ -305,14 +183,8 @@ class STiCA(nn.Module):
         return self.audio_head(self.audio_encoder(audio))
 
     def crop_rng(self) -> random.Random:
-        """The generator of this step's crop offsets (advances the step counter in training)."""
-        if self._step is None:
-            self._step = int(self.crop_step)
-        rng = random.Random(f"{self.seed}:{self._step}")
-        if self.training:
-            self._step += 1
-            self.crop_step.fill_(self._step)
-        return rng
+        """The generator of this step's crop offsets (see the module docstring)."""
+        return random.Random(f"{self.seed}:{self.step}")
 
     # -- the step ------------------------------------------------------------------------------------
 
@@ -403,10 +275,14 @@ def crop_pair_losses(boxes: list[dict[str, list[CropBox]]], embed, crops: Featur
 # builder
 
 
-def _input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
+def _drop_step_buffer(state: dict, prefix: str, *args) -> None:
+    state.pop(f"{prefix}crop_step", None)  # checkpoints of earlier versions kept the step as a buffer
+
+
+def input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encoder input-contract fields matching the data pipeline, so exported specs say what was trained."""
-    video = {"frames": clip.frames, "fps": float(clip.fps), "crop_size": clip.video.crop_size,
-             "resize_size": clip.decode_size, "mean": list(clip.video.mean), "std": list(clip.video.std)}
+    video = {"frames": clip.frames, "fps": float(clip.fps), "crop_size": clip.video.crop,
+             "resize_size": clip.resize, "mean": list(clip.video.mean), "std": list(clip.video.std)}
     audio: dict[str, Any] = {}
     if clip.audio is not None:
         a = clip.audio
@@ -415,31 +291,10 @@ def _input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
     return video, audio
 
 
-@register_method("stica")
-def build_stica(recipe) -> tuple[STiCA, Any]:
-    """``(STiCA method, training ClipDataset with two views)`` from a recipe with ``stica`` and ``data``.
-
-    Encoder input-contract fields not given in ``*_encoder_args`` are taken from ``data.clip`` (frames,
-    fps, crop size, normalisation; log-mel settings and audio length).
-    """
-    from ssl_video.data.clip_dataset import ClipDataset
-    from ssl_video.data.datasets import load_layout
+def _encoder(cfg: StiCAConfig, role: str, defaults: dict[str, Any]) -> nn.Module:
     from ssl_video.models.registry import create_encoder
 
-    cfg = getattr(recipe, SECTION, None) or StiCAConfig()
-    data = recipe.data
-    clip = dataclasses.replace(data.clip, views=2)
-    if clip.sampling.num_clips != 1:
-        raise ConfigError("data.clip.sampling.num_clips", "STiCA takes one clip per video (two views of it)")
-    if clip.audio is None and cfg.av_weight > 0:
-        raise ConfigError("data.clip.audio", "STiCA's cross-modal term needs audio features")
-    layout = load_layout(data.dataset, root=data.root, videos=data.videos, splits=data.splits)
-    records = layout.records(data.split, data.subset)
-    if not records:
-        raise UserError(f"{data.dataset}: split {data.split} subset {data.subset} lists no readable video")
-    dataset = ClipDataset(records, clip, train=True, seed=recipe.seed)
-    video_inputs, audio_inputs = _input_contract(clip)
-    video_encoder = create_encoder(cfg.video_encoder, **{**video_inputs, **cfg.video_encoder_args})
-    audio_encoder = create_encoder(cfg.audio_encoder, **{**audio_inputs, **cfg.audio_encoder_args})
-    method = STiCA(cfg, video_encoder=video_encoder, audio_encoder=audio_encoder, seed=recipe.seed)
-    return method, dataset
+    encoder = create_encoder(getattr(cfg, f"{role}_encoder"), **{**defaults, **getattr(cfg, f"{role}_encoder_args")})
+    if encoder.spec.modality != role:
+        raise UserError(f"stica.{role}_encoder: '{encoder.encoder_name}' is a {encoder.spec.modality} encoder")
+    return encoder

@@ -21,8 +21,6 @@ encoder's stem is neither trained nor updates its BatchNorm statistics.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,40 +28,10 @@ from torch import Tensor, nn
 
 from ssl_video.errors import ConfigError, UserError
 from ssl_video.methods import register_method
+from ssl_video.methods.base import Method
+from ssl_video.recipe.methods import TSPConfig
 
-__all__ = ["TSPConfig", "TSP", "build_tsp"]
-
-SECTION = "tsp"
-
-
-@dataclass
-class TSPConfig:
-    """The ``tsp:`` recipe section (method ``tsp``; defaults: the published ActivityNet settings)."""
-
-    encoder: str = "r2plus1d_34"  # zoo name (random init) or an exported encoder directory (e.g. Kinetics)
-    encoder_args: dict[str, Any] = field(default_factory=dict)  # zoo constructor overrides
-    train_csv: str | None = field(default=None, metadata={"path": "file"})  # TSP ground-truth CSV
-    gvf: str | None = field(default=None, metadata={"path": "file"})  # `ssl-video tsp gvf` output
-    global_feature: Literal["gvf", "none"] = "gvf"  # what the region head sees next to the clip feature
-    clips_per_segment: int = 5  # clips per segment per epoch
-    action_weight: float = 1.0
-    region_weight: float = 1.0  # 0: TAC (action head only)
-    backbone_lr_scale: float = 0.05  # backbone lr = optim.lr x this (1e-4 with heads at 2e-3)
-    freeze_stem: bool = True
-    num_classes: int = 0  # 0: the action labels of train_csv
-
-    def __post_init__(self):
-        for name in ("action_weight", "region_weight", "backbone_lr_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{SECTION}.{name}", f"must be >= 0, got {getattr(self, name)}")
-        if self.action_weight == 0 and self.region_weight == 0:
-            raise ConfigError(f"{SECTION}.region_weight", "action_weight and region_weight are both 0: nothing to learn")
-        if self.clips_per_segment < 1:
-            raise ConfigError(f"{SECTION}.clips_per_segment", f"must be >= 1, got {self.clips_per_segment}")
-
-    @property
-    def uses_gvf(self) -> bool:
-        return self.region_weight > 0 and self.global_feature == "gvf"
+__all__ = ["TSP"]
 
 
 def _accuracy(logits: Tensor, target: Tensor, keep: Tensor) -> Tensor:
@@ -71,7 +39,10 @@ def _accuracy(logits: Tensor, target: Tensor, keep: Tensor) -> Tensor:
     return (hits.float() / keep.sum().clamp(min=1)).detach()
 
 
-class TSP(nn.Module):
+@register_method("tsp", section="tsp")
+class TSP(Method):
+    ENCODERS = {"video": "video_encoder"}
+
     def __init__(self, encoder: nn.Module, num_classes: int, action_weight: float = 1.0, region_weight: float = 1.0,
                  use_gvf: bool = True, backbone_lr_scale: float = 1.0, freeze_stem: bool = False):
         super().__init__()
@@ -82,18 +53,70 @@ class TSP(nn.Module):
         self.backbone_lr_scale = backbone_lr_scale
         self.action_head = nn.Linear(dim, num_classes) if action_weight > 0 else None
         self.region_head = nn.Linear(2 * dim if self.use_gvf else dim, 2) if region_weight > 0 else None
-        self.freeze_stem = freeze_stem
         if freeze_stem:
             stem = getattr(encoder, "stem", None)
             if not isinstance(stem, nn.Module):
-                raise UserError(f"{SECTION}.freeze_stem: encoder {encoder.encoder_name} has no stem")
-            stem.requires_grad_(False)
+                raise UserError(f"tsp.freeze_stem: encoder {encoder.encoder_name} has no stem")
+            self.freeze(stem)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_stem:  # a frozen stem keeps its BatchNorm statistics too
-            self.video_encoder.stem.eval()
-        return self
+    # -- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_recipe(cls, recipe) -> TSP:
+        """The encoder of ``tsp.encoder`` (input contract from ``data.clip`` for zoo names) and the heads;
+        the number of classes is ``tsp.num_classes`` or the action labels of ``tsp.train_csv``."""
+        from ssl_video.data.untrimmed import action_classes, read_ground_truth_csv
+
+        cfg = recipe.tsp
+        num_classes = cfg.num_classes
+        if not num_classes:
+            if cfg.train_csv is None:
+                raise ConfigError("tsp.train_csv", "missing: give it, or the number of classes in tsp.num_classes")
+            num_classes = len(action_classes(read_ground_truth_csv(cfg.train_csv)))
+        if num_classes < 1:
+            raise ConfigError("tsp.num_classes", f"{cfg.train_csv} has no action labels")
+        encoder = _encoder(cfg, recipe.data.clip, recipe.seed)
+        if cfg.uses_gvf and cfg.gvf is not None:
+            from ssl_video.extract import read_gvf
+
+            dim = next(iter(read_gvf(cfg.gvf).values())).shape[0]
+            if dim != encoder.spec.feature_dim:
+                raise ConfigError("tsp.gvf", f"holds {dim}-d features but the encoder gives "
+                                  f"{encoder.spec.feature_dim}-d ones")
+        return cls(encoder, num_classes, cfg.action_weight, cfg.region_weight, cfg.uses_gvf, cfg.backbone_lr_scale,
+                   cfg.freeze_stem)
+
+    @classmethod
+    def train_dataset(cls, recipe):
+        """K clips per labelled segment of ``tsp.train_csv`` per epoch, with the video's GVF when used;
+        videos are ``data.videos`` (or ``data.root``) joined with each row's ``filename``."""
+        from ssl_video.data.untrimmed import SegmentClipDataset, action_classes, read_ground_truth_csv
+        from ssl_video.extract import read_gvf
+
+        cfg, data = recipe.tsp, recipe.data
+        if cfg.train_csv is None:
+            raise ConfigError("tsp.train_csv", "missing: give the TSP ground-truth CSV of the training videos")
+        videos = data.videos or data.root
+        if videos is None:
+            raise ConfigError("data.videos", "missing: give the directory holding the videos named by tsp.train_csv")
+        if cfg.uses_gvf and cfg.gvf is None:
+            raise ConfigError("tsp.gvf", "missing: compute it with `ssl-video tsp gvf` (or set "
+                              "tsp.global_feature: none, or tsp.region_weight: 0 for TAC)")
+        clip = dataclasses.replace(data.clip, views=1, audio=None)
+        segments = read_ground_truth_csv(cfg.train_csv)
+        classes = action_classes(segments)
+        if cfg.num_classes and cfg.num_classes < len(classes):
+            raise ConfigError("tsp.num_classes", f"is {cfg.num_classes} but {cfg.train_csv} has {len(classes)} "
+                              "action labels")
+        gvf = read_gvf(cfg.gvf) if cfg.uses_gvf else None
+        dataset = SegmentClipDataset(segments, videos, clip, classes, cfg.clips_per_segment, train=True,
+                                     seed=recipe.seed, gvf=gvf)
+        if len(dataset) == 0:
+            raise UserError(f"{cfg.train_csv}: no segment is as long as one clip ({clip.frames} frames at "
+                            f"{clip.fps} fps)")
+        return dataset
+
+    # -- the step ------------------------------------------------------------------------------------
 
     def region_input(self, local: Tensor, gvf: Tensor | None) -> Tensor:
         """What the region head sees: ``[local ⊕ global]`` (or ``local`` alone without GVF)."""
@@ -128,31 +151,25 @@ class TSP(nn.Module):
         out["loss"] = loss
         return out
 
-    def encoders(self) -> dict:
-        enc = self.video_encoder
-        return {"video": {"name": enc.encoder_name, "args": dict(enc.encoder_args or {}), "prefix": "video_encoder."}}
-
     def parameter_groups(self) -> list[dict]:
-        heads = [p for head in (self.action_head, self.region_head) if head is not None for p in head.parameters()]
-        backbone = [p for p in self.video_encoder.parameters() if p.requires_grad]
-        return [{"name": "backbone", "params": backbone, "lr_scale": self.backbone_lr_scale, "weight_decay": None},
-                {"name": "heads", "params": heads, "lr_scale": 1.0, "weight_decay": None}]
+        return [self.group("backbone", self.video_encoder, lr_scale=self.backbone_lr_scale),
+                self.group("heads", self.action_head, self.region_head)]
 
 
 def _encoder(cfg: TSPConfig, clip, seed: int) -> nn.Module:
     from ssl_video.evaluation.features import resolve_encoder
-    from ssl_video.methods.stica import _input_contract
+    from ssl_video.methods.stica import input_contract
 
     if not _is_zoo_name(cfg.encoder):
         if cfg.encoder_args:
-            raise ConfigError(f"{SECTION}.encoder_args", "applies to zoo names only (an exported encoder carries "
+            raise ConfigError("tsp.encoder_args", "applies to zoo names only (an exported encoder carries "
                               "its own): leave it empty")
         args = None
     else:
-        args = {**_input_contract(clip)[0], **cfg.encoder_args}
+        args = {**input_contract(clip)[0], **cfg.encoder_args}
     encoder = resolve_encoder(cfg.encoder, args, seed).model
     if encoder.spec is None or encoder.spec.modality != "video":
-        raise ConfigError(f"{SECTION}.encoder", f"'{cfg.encoder}' is not a video encoder")
+        raise ConfigError("tsp.encoder", f"'{cfg.encoder}' is not a video encoder")
     return encoder.train()
 
 
@@ -160,47 +177,3 @@ def _is_zoo_name(ref: str) -> bool:
     from pathlib import Path
 
     return not (Path(ref).exists() or "/" in ref or ref.endswith(".json"))
-
-
-@register_method("tsp")
-def build_tsp(recipe) -> tuple[TSP, Any]:
-    """``(TSP method, SegmentClipDataset of tsp.train_csv)`` from a recipe with ``tsp`` and ``data``.
-
-    Videos are ``data.videos`` (or ``data.root``) joined with each row's ``filename``; clips follow
-    ``data.clip`` (frames, fps, decode size, augmentation; audio is not used).
-    """
-    from ssl_video.data.untrimmed import SegmentClipDataset, action_classes, read_ground_truth_csv
-    from ssl_video.extract import read_gvf
-
-    cfg, data = getattr(recipe, SECTION, None) or TSPConfig(), recipe.data
-    if data.dataset != "tsp":
-        raise ConfigError("data.dataset", f"method tsp reads untrimmed videos: set it to 'tsp', got {data.dataset!r}")
-    if cfg.train_csv is None:
-        raise ConfigError(f"{SECTION}.train_csv", "missing: give the TSP ground-truth CSV of the training videos")
-    videos = data.videos or data.root
-    if videos is None:
-        raise ConfigError("data.videos", "missing: give the directory holding the videos named by tsp.train_csv")
-    if cfg.uses_gvf and cfg.gvf is None:
-        raise ConfigError(f"{SECTION}.gvf", "missing: compute it with `ssl-video tsp gvf` (or set "
-                          f"{SECTION}.global_feature: none, or {SECTION}.region_weight: 0 for TAC)")
-    clip = dataclasses.replace(data.clip, views=1, audio=None)
-    segments = read_ground_truth_csv(cfg.train_csv)
-    classes = action_classes(segments)
-    num_classes = cfg.num_classes or len(classes)
-    if num_classes < len(classes) or num_classes < 1:
-        raise ConfigError(f"{SECTION}.num_classes", f"is {num_classes} but {cfg.train_csv} has {len(classes)} "
-                          "action labels")
-    gvf = read_gvf(cfg.gvf) if cfg.uses_gvf else None
-    dataset = SegmentClipDataset(segments, videos, clip, classes, cfg.clips_per_segment, train=True,
-                                 seed=recipe.seed, gvf=gvf)
-    if len(dataset) == 0:
-        raise UserError(f"{cfg.train_csv}: no segment is as long as one clip ({clip.frames} frames at {clip.fps} fps)")
-    encoder = _encoder(cfg, clip, recipe.seed)
-    if gvf is not None:
-        dim = next(iter(gvf.values())).shape[0]
-        if dim != encoder.spec.feature_dim:
-            raise ConfigError(f"{SECTION}.gvf", f"holds {dim}-d features but the encoder gives "
-                              f"{encoder.spec.feature_dim}-d ones")
-    method = TSP(encoder, num_classes, cfg.action_weight, cfg.region_weight, cfg.uses_gvf, cfg.backbone_lr_scale,
-                 cfg.freeze_stem)
-    return method, dataset

@@ -1,0 +1,118 @@
+"""The ``data:`` section of a recipe: which videos, and what one sample holds (``data.clip``).
+
+One name per clip quantity everywhere (code, recipes, CLI flags, docs): ``frames`` (frames per clip),
+``fps`` (the rate they are sampled at), ``resize`` (short side the decoder scales to) and ``crop``
+(square side the model sees).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ssl_video.config import Section, bounded
+from ssl_video.errors import ConfigError
+
+__all__ = ["ClipSampling", "VideoAugment", "AudioFeatures", "ClipConfig", "DataConfig", "DATASETS"]
+
+DATASETS = ("ucf101", "hmdb51", "kinetics", "folder", "synthetic", "tsp")
+
+
+def _check_range_pair(pair: tuple[float, float], key: str, low: float, high: float | None) -> None:
+    a, b = pair
+    if not (low <= a <= b and (high is None or b <= high)):
+        limit = f"{low:g} <= first <= second" + (f" <= {high:g}" if high is not None else "")
+        raise ConfigError(key, f"expected {limit}, got [{a:g}, {b:g}]")
+
+
+@dataclass
+class ClipSampling(Section):
+    """How a dataset picks clips from each video."""
+
+    mode: Literal["random", "uniform", "sliding"] = "random"
+    num_clips: int = bounded(1, ge=1)  # random: clips per video per visit; uniform: clips per video
+    stride_seconds: float | None = bounded(None, gt=0)  # sliding: window stride (default: one clip span)
+    cover_end: bool = True  # sliding: add a last padded window reaching the end
+
+
+@dataclass
+class VideoAugment(Section):
+    """Video pipeline settings (training augmentations apply only when training)."""
+
+    crop: int = bounded(112, ge=1)  # square side the model sees
+    scale: tuple[float, float] = (0.14, 1.0)  # random resized crop: area fraction
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    color_jitter: float = bounded(0.0, ge=0, le=1)  # probability; 0 disables
+    brightness: float = bounded(0.4, ge=0)
+    contrast: float = bounded(0.4, ge=0)
+    saturation: float = bounded(0.4, ge=0)
+    hue: float = bounded(0.0, ge=0, le=0.5)
+    grayscale: float = bounded(0.0, ge=0, le=1)  # probability
+    blur: float = bounded(0.0, ge=0, le=1)  # probability of a Gaussian blur
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+
+    def check(self) -> None:
+        _check_range_pair(self.scale, "scale", 0.0, 1.0)
+        if self.scale[1] <= 0:
+            raise ConfigError("scale", f"the largest area fraction must be > 0, got {self.scale[1]:g}")
+        _check_range_pair(self.ratio, "ratio", 1e-6, None)
+        if any(s <= 0 for s in self.std):
+            raise ConfigError("std", f"every value must be > 0, got {list(self.std)}")
+
+
+@dataclass
+class AudioFeatures(Section):
+    """Log-mel settings (the audio encoders' input contract)."""
+
+    sample_rate: int = bounded(16000, ge=1000)
+    n_mels: int = bounded(64, ge=1)
+    n_fft: int = bounded(512, ge=2)
+    win_seconds: float = bounded(0.02, gt=0)
+    hop_seconds: float = bounded(0.01, gt=0)
+    f_min: float = bounded(0.0, ge=0)
+    f_max: float | None = bounded(None, gt=0)
+    volume_jitter: tuple[float, float] = field(default_factory=lambda: (1.0, 1.0))  # train only
+
+    def check(self) -> None:
+        if self.f_max is not None and self.f_max <= self.f_min:
+            raise ConfigError("f_max", f"must be above f_min ({self.f_min:g}), got {self.f_max:g}")
+        if self.f_max is not None and self.f_max > self.sample_rate / 2:
+            raise ConfigError("f_max", f"is above the Nyquist frequency {self.sample_rate / 2:g}")
+        _check_range_pair(self.volume_jitter, "volume_jitter", 0.0, None)
+
+
+@dataclass
+class ClipConfig(Section):
+    """What one sample holds and how it is made."""
+
+    frames: int = bounded(16, ge=1)
+    fps: float = bounded(16.0, gt=0)
+    resize: int = bounded(128, ge=1)  # short side the decoder scales to before cropping
+    sampling: ClipSampling = field(default_factory=ClipSampling)
+    video: VideoAugment = field(default_factory=VideoAugment)
+    audio: AudioFeatures | None = field(default_factory=AudioFeatures)
+    audio_seconds: float | None = bounded(None, gt=0)  # None: the clip's own span
+    views: int = bounded(1, ge=1)  # augmented views of the same decoded clip (contrastive methods use 2)
+    pad: Literal["repeat", "loop"] = "repeat"
+    seek_mode: Literal["exact", "approximate"] = "exact"
+
+    def check(self) -> None:
+        if self.views > 1 and self.sampling.num_clips > 1:
+            raise ConfigError("views", f"{self.views} views of each clip cannot be combined with "
+                              f"sampling.num_clips = {self.sampling.num_clips}")
+
+
+@dataclass
+class DataConfig(Section):
+    dataset: Literal["ucf101", "hmdb51", "kinetics", "folder", "synthetic", "tsp"] = "synthetic"
+    root: str | None = field(default=None, metadata={"path": "dir"})
+    videos: str | None = field(default=None, metadata={"path": "dir"})  # instead of root
+    splits: str | None = field(default=None, metadata={"path": "dir"})  # instead of root
+    split: str = "1"
+    subset: str | None = "train"  # None: every video of the split
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    batch_size: int = bounded(8, ge=1)  # per process
+    num_workers: int = bounded(2, ge=0)
+    seed: int = 0
