@@ -60,7 +60,7 @@ class FinetuneSettings:
     average: Literal["softmax", "logits"] = "softmax"  # what is averaged over the test views
 
     def check(self) -> None:
-        from ssl_video.evaluation.finetune import check_recipe
+        from ssl_video.evaluation.finetune_recipe import check_recipe
 
         _positive(self, "crops")
         check_recipe(self)
