@@ -27,8 +27,8 @@ SUITE_EPILOG = """examples:
   ssl-video eval suite eval/smoke_synthetic.yaml --encoder encoders/x --root synthetic=demo_out/data
   ssl-video eval suite eval/retrieval.yaml --encoder r2plus1d_18 --data-root /data   (/data/ucf101, /data/hmdb51)
 
-Runs every entry of the suite on one encoder (any protocol: {protocols}); each writes its own report under
-OUT/<entry>/, and OUT/report.json + OUT/report.md combine them. Every entry's protocol and settings are
+Runs every entry of the suite on one encoder; each writes its own report under OUT/<entry>/, and
+OUT/report.json + OUT/report.md combine them. Protocols: {protocols}. Every entry's protocol and settings are
 checked before the first one runs. Suites shipped in eval/: linear_probe.yaml, retrieval.yaml, finetune.yaml,
 pooling.yaml, smoke_synthetic.yaml. A fine-tuning entry stopped by a signal exits with code 3: rerun to resume."""
 
