@@ -13,11 +13,11 @@ of side ``crop`` along the long side of the frame decoded at short side ``resize
 mean of the views' softmax probabilities (or of their raw logits, ``average="logits"``). The last epoch's
 weights are tested: nothing is selected on the test split.
 
-Training follows a recipe: the shipped STiCA/GDT fragment (``finetune_recipe.yaml`` next to this module)
-<- the settings' ``recipe`` file <- their dotted ``overrides``, loaded like ``ssl-video pretrain``'s; the
-per-split keys (:func:`split_fields`) are set here and nowhere else. Videos that cannot be read are found once, before training (the same probe as
-``ssl-video data check``), and are counted and named in the report; training replaces a bad video with
-another one whenever it draws it, testing leaves it out.
+Training follows a recipe (:mod:`ssl_video.evaluation.finetune_recipe`): the shipped STiCA/GDT fragment
+<- the settings' ``recipe`` file <- their dotted ``overrides``, with the per-split keys of
+:func:`~ssl_video.evaluation.finetune_recipe.split_fields`. Videos that cannot be read are found once, before
+training (the same probe as ``ssl-video data check``), and are counted and named in the report; training
+replaces a bad video with another one whenever it draws it, testing leaves it out.
 """
 
 from __future__ import annotations
