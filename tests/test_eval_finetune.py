@@ -31,10 +31,12 @@ def tiny_inputs(root, out, **kw):
                       progress=False, **kw)
 
 
-def tiny_settings(*overrides, **kw):
-    values = {"epochs": 1, "train_clips": 2, "batch_size": 4, "warmup": 0.5, "milestones": [], "lr": 0.01, "crops": 3,
-              "mixed_precision": "no", **kw}
-    return FinetuneSettings(**values, overrides=["trainer.tensorboard=false", "trainer.log_every=1", *overrides])
+TINY_RECIPE = ["trainer.epochs=2", "data.batch_size=4", "optim.warmup=1", "optim.milestones=[]", "optim.lr=0.01",
+               "trainer.tensorboard=false", "trainer.log_every=1"]
+
+
+def tiny_settings(*overrides, crops=3):
+    return FinetuneSettings(overrides=[*TINY_RECIPE, *overrides], crops=crops)
 
 
 @pytest.mark.parametrize("height,width,size,count,expected", [
@@ -81,12 +83,13 @@ def test_view_average_equals_a_by_hand_average(index_video, average):
 
 @pytest.mark.slow
 def test_end_to_end_reports_and_finished_splits_are_reused(synth, tmp_path, monkeypatch, capsys):
+    recipe = tmp_path / "fragment.yaml"
+    recipe.write_text("data: {batch_size: 4}\noptim: {warmup: 1, milestones: [1]}\ntrainer: {tensorboard: false}\n")
     out = tmp_path / "out"
     args = ["eval", "finetune", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic",
             "--root", str(synth), "--clips", "2", "--frames", "4", "--fps", "8", "--crop", "32", "--resize", "40",
-            "--workers", "0", "--batch-size", "4", "--epochs", "1", "--train-clips", "2", "--train-batch-size", "4",
-            "--warmup", "0.5", "--milestones", "0.5", "--lr", "0.01", "--mixed-precision", "no", "--out", str(out),
-            "--override", "trainer.tensorboard=false", "trainer.progress=false"]
+            "--workers", "0", "--batch-size", "4", "--out", str(out), "--recipe", str(recipe),
+            "trainer.epochs=2", "optim.lr=0.01", "trainer.progress=false"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     for key in ("protocol", "encoder", "splits", "mean", "std", "videos_listed", "videos_evaluated", "skipped",
@@ -104,8 +107,12 @@ def test_end_to_end_reports_and_finished_splits_are_reused(synth, tmp_path, monk
     assert report["mean"]["top1"] == pytest.approx(np.mean([v["top1"] for v in report["splits"].values()]))
     protocol = report["protocol"]
     assert protocol["test"]["clips"] == 2 and protocol["test"]["crops"] == 3
-    assert protocol["training"]["milestones"] == [0.5] and protocol["training"]["trainer_epochs"] == 2
+    assert protocol["training"]["overrides"] == ["trainer.epochs=2", "optim.lr=0.01", "trainer.progress=false"]
+    assert protocol["training"]["epochs"] == 2 and protocol["training"]["recipe"] == str(recipe)
     assert protocol["recipe"]["optim"]["milestones"] == [1.0] and protocol["recipe"]["method"] == "finetune"
+    assert protocol["recipe"]["optim"]["lr"] == 0.01 and protocol["recipe"]["optim"]["weight_decay"] == 0.005
+    config = (out / "split_1" / "config.yaml").read_text()  # the override reached the trained recipe
+    assert "lr: 0.01" in config and "batch_size: 4" in config and "weight_decay: 0.005" in config
     assert report["encoder"]["init"] == "random"
     for name in ("report.md", "splits.png", "confused_pairs.png"):
         assert (out / name).is_file()
@@ -166,8 +173,29 @@ def test_bad_settings_are_user_errors(synth, tmp_path, capsys):
     base = ["eval", "finetune", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic",
             "--root", str(synth),
             "--out", str(tmp_path / "o")]
-    for extra in (["--epochs", "0"], ["--crops", "0"], ["--milestones", "6,x"], ["--override", "optim.lr=abc"],
-                  ["--override", "trainer.nonsense=1"]):
+    for extra in (["trainer.epochs=zero"], ["--crops", "0"], ["optim.milestones=[6,x]"], ["optim.lr=abc"],
+                  ["trainer.nonsense=1"], ["data.split=2"], ["--recipe", str(tmp_path / "missing.yaml")]):
         assert main([*base, *extra]) == 2, extra
         err = capsys.readouterr().err
         assert err.startswith("ssl-video: error:") and err.count("\n") == 1, err
+
+
+def test_defaults_are_the_published_protocol_and_per_split_fields_are_set(synth, tmp_path):
+    from types import SimpleNamespace
+
+    from ssl_video.evaluation.finetune import split_recipe
+    from ssl_video.features.protocol import ClipProtocol
+
+    inputs = tiny_inputs(synth, tmp_path)
+    protocol = ClipProtocol(clips=10, frames=32, fps=30.0, resize=128, crop=128)
+    encoder = SimpleNamespace(provenance={"init": "random", "architecture": "r3d_18"})
+    recipe = split_recipe(inputs, FinetuneSettings(overrides=["optim.lr=0.01"]), "2", protocol, encoder, 3)
+    optim, trainer, ft = recipe.optim, recipe.trainer, recipe.finetune
+    assert (optim.name, optim.lr, optim.momentum, optim.weight_decay) == ("sgd", 0.01, 0.9, 0.005)
+    assert (optim.schedule, optim.warmup, optim.milestones, optim.gamma) == ("step", 20, [60, 100], 0.05)
+    assert (trainer.epochs, recipe.data.batch_size, recipe.data.clip.video.color_jitter) == (120, 32, 0.8)
+    assert (ft.dropout, ft.backbone_lr_scale, ft.encoder, ft.encoder_args, ft.num_classes) == \
+        (0.5, 0.1, "r3d_18", ENCODER_ARGS, 3)
+    assert (recipe.data.split, recipe.data.dataset, recipe.data.clip.frames, recipe.data.clip.video.crop) == \
+        ("2", "synthetic", 32, 128)
+    assert recipe.method == "finetune" and recipe.name == "finetune_synthetic_split2"

@@ -165,14 +165,10 @@ def test_cli_end_to_end_h5_all_heads(tmp_path, capsys):
         csv,
         "--head",
         "all",
-        "--clusters",
-        2,
-        "--hidden",
-        8,
-        "--epochs",
-        2,
-        "--batch-size",
-        8,
+        "clusters=2",
+        "hidden=8",
+        "epochs=2",
+        "batch_size=8",
         "--out",
         out,
     )
@@ -217,13 +213,10 @@ def test_cli_npy_multilabel_with_split_column(tmp_path):
         "--multilabel",
         "--head",
         "netvlad,avg",
-        "--clusters",
-        2,
-        "--hidden",
-        8,
-        "--epochs",
-        2,
-        "--no-gating",
+        "clusters=2",
+        "hidden=8",
+        "epochs=2",
+        "gating=false",
         "--out",
         out,
     )
@@ -256,7 +249,9 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
         ("--encoder", "r2plus1d_18", "--labels", good),
         ("--encoder", "r2plus1d_18"),  # no --dataset
         ("--encoder", "r2plus1d_18", "--dataset", "synthetic", "--multilabel"),
-        ("--features", features, "--labels", good, "--epochs", 0),
+        ("--features", features, "--labels", good, "epochs=0"),
+        ("--features", features, "--labels", good, "clusterz=2"),
+        ("--features", features, "--labels", good, "seed=2"),
         ("--features", features, "--labels", good, "--device", "nonsense"),
     ]
     for args in cases:
@@ -279,11 +274,11 @@ def test_two_streams_use_the_audio_stream(tmp_path):
         rows.append([f"v{i:02d}", f"class_{c}"])
     audio.pop("v35")  # a video without audio features is skipped and counted
     csv = write_csv(tmp_path / "labels.csv", rows)
-    common = ["--labels", csv, "--head", "avg,netvlad", "--clusters", 2, "--hidden", 8, "--epochs", 20,
-              "--lr", 0.01, "--batch-size", 8, "--device", "cpu"]
-    assert run_cli("--features", write_h5(tmp_path / "v.h5", video), *common, "--out", tmp_path / "one") == 0
+    common = ["--labels", csv, "--head", "avg,netvlad", "--device", "cpu", "clusters=2", "hidden=8", "epochs=20",
+              "lr=0.01", "batch_size=8"]
+    assert run_cli("--features", write_h5(tmp_path / "v.h5", video), "--out", tmp_path / "one", *common) == 0
     assert run_cli("--features", tmp_path / "v.h5", "--audio-features", write_h5(tmp_path / "a.h5", audio),
-                   "--audio-clusters", 3, *common, "--out", tmp_path / "two") == 0
+                   "--out", tmp_path / "two", *common, "audio_clusters=3") == 0
     one = json.loads((tmp_path / "one" / "report.json").read_text())
     two = json.loads((tmp_path / "two" / "report.json").read_text())
     assert one["streams"] == "video" and two["streams"].startswith("video + audio")
@@ -314,11 +309,11 @@ def test_two_stream_classifier_built_per_head():
 def test_encoder_path_trains_heads_per_split_on_cached_clip_features(synth, tmp_path, monkeypatch):
     root = synth
     clip_args = ["--clips", 3, "--frames", 4, "--fps", 8, "--crop", 32, "--resize", 32, "--workers", 0,
-                 "--cache", tmp_path / "cache"]
+                 "--cache-dir", tmp_path / "cache"]
     out = tmp_path / "out"
     code = run_cli("--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic", "--root", root,
-                   *clip_args, "--head", "avg,netvlad", "--clusters", 2, "--hidden", 8, "--epochs", 2,
-                   "--batch-size", 4, "--out", out)
+                   *clip_args, "--head", "avg,netvlad", "--batch-size", 4, "--out", out, "clusters=2", "hidden=8",
+                   "epochs=2", "batch_size=4")
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["protocol"]["name"] == "pooling" and report["protocol"]["clip"]["clips"] == 3
@@ -345,6 +340,6 @@ def test_encoder_path_trains_heads_per_split_on_cached_clip_features(synth, tmp_
                  "synthetic", "--root", str(root), *map(str, clip_args), "--out", str(tmp_path / "probe")]) == 0
     assert json.loads((tmp_path / "probe" / "report.json").read_text())["feature_cache_hit"]
     assert run_cli("--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic", "--root", root,
-                   *clip_args, "--head", "avg", "--epochs", 1, "--splits", "2", "--out", tmp_path / "again") == 0
+                   *clip_args, "--head", "avg", "--splits", "2", "--out", tmp_path / "again", "epochs=1") == 0
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again["feature_cache_hit"] and list(again["splits"]) == ["2"]

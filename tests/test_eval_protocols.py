@@ -127,36 +127,108 @@ def test_zoo_name_typo_and_audio_encoder_are_user_errors(synth, tmp_path):
                                     out=str(tmp_path), encoder_args={"width": 0.0625}))
 
 
+def test_registry_lists_every_protocol_with_settings_and_groups():
+    from ssl_video.evaluation.protocols import GROUPS, list_protocols, load_settings
+
+    protocols = {p.name: p for p in list_protocols()}
+    assert set(protocols) == {"linear-probe", "retrieval", "finetune", "pooling", "temporal"}
+    for protocol in protocols.values():
+        assert protocol.description and set(protocol.groups) <= set(GROUPS) and protocol.examples
+        load_settings(protocol, {})  # every setting has a default
+
+
+def test_cli_commands_come_from_the_registry(capsys):
+    from ssl_video.cli import main
+    from ssl_video.evaluation.protocols import list_protocols
+
+    for protocol in list_protocols():
+        with pytest.raises(SystemExit):
+            main(["eval", protocol.name, "--help"])
+        text = capsys.readouterr().out
+        assert f"ssl-video eval {protocol.name} " in text and "--slurm PROFILE" in text
+        assert all(flag.option in text for flag in protocol.flags)
+
+
+TINY_CLIP = "clips: 2, frames: 4, fps: 8, crop: 32, resize: 32"
+
+
+def _tiny_untrimmed(root):
+    from ssl_video.data.synth_untrimmed import generate_untrimmed_dataset
+
+    generate_untrimmed_dataset(root, videos=4, classes=2, seconds=6.0, fps=16.0, size=(32, 32),
+                               segment_seconds=(1.0, 2.0), gap_seconds=(0.75, 1.5), seed=2, progress=False)
+    return root
+
+
 def test_suite_runs_every_protocol_and_combines(synth, tmp_path, capsys):
     from ssl_video.cli import main
 
     suite = tmp_path / "suite.yaml"
-    suite.write_text("name: tiny\nprotocols:\n"
-                     "  - {protocol: linear-probe, dataset: synthetic, clips: 2, frames: 4, fps: 8, crop: 32, resize: 32}\n"
-                     "  - {protocol: retrieval, dataset: synthetic, splits: ['1'], clips: 2, frames: 4, fps: 8,"
-                     " crop: 32, resize: 32, ks: [1, 5]}\n"
-                     "  - {protocol: finetune, dataset: synthetic, splits: ['3'], clips: 2, frames: 4, fps: 8,"
-                     " crop: 32, resize: 32, finetune: {epochs: 1, train_clips: 1, batch_size: 4, warmup: 0,"
-                     " milestones: [], crops: 1, mixed_precision: 'no', overrides: [trainer.tensorboard=false]}}\n")
+    suite.write_text(
+        "name: tiny\nprotocols:\n"
+        f"  - {{protocol: linear-probe, dataset: synthetic, {TINY_CLIP}}}\n"
+        f"  - {{protocol: retrieval, dataset: synthetic, splits: ['1'], {TINY_CLIP}, settings: {{ks: [1, 5]}}}}\n"
+        f"  - {{protocol: finetune, dataset: synthetic, splits: ['3'], {TINY_CLIP}, settings: {{crops: 1,"
+        " overrides: [trainer.epochs=1, data.batch_size=4, optim.warmup=0, 'optim.milestones=[]', optim.lr=0.01,"
+        " trainer.tensorboard=false]}}\n"
+        f"  - {{protocol: pooling, dataset: synthetic, splits: ['2'], {TINY_CLIP}, settings: {{heads: [avg],"
+        " epochs: 1, hidden: 8}}\n"
+        "  - {protocol: temporal, dataset: tsp, clips: 1, frames: 4, fps: 8, crop: 32, resize: 32}\n")
     out = tmp_path / "suite_out"
     code = main(["eval", "suite", str(suite), "--encoder", "r3d_18", "--encoder-args", "width=0.0625",
-                 "--root", f"synthetic={synth}", "--workers", "0", "--cache", str(tmp_path / "c"), "--out", str(out)])
+                 "--root", f"synthetic={synth}", "--root", f"tsp={_tiny_untrimmed(tmp_path / 'untrimmed')}",
+                 "--workers", "0", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
     assert code == 0
     combined = json.loads((out / "report.json").read_text())
-    assert len(combined["results"]) == 3 and len(combined["table"]) == 3 and combined["status"] == "completed"
-    finetune = combined["table"][2]
-    assert finetune["protocol"] == "finetune" and finetune["splits"] == "3" and 0 <= finetune["top1"] <= 1
+    assert len(combined["results"]) == 5 and len(combined["table"]) == 5 and combined["status"] == "completed"
+    rows = {row["protocol"]: row for row in combined["table"]}
+    assert rows["finetune"]["splits"] == "3" and 0 <= rows["finetune"]["top1"] <= 1
+    assert 0 <= rows["pooling"]["avg top1"] <= 1 and 0 <= rows["temporal"]["fg_bg_top1"] <= 1
     assert all((out / name / "report.json").is_file() for name in combined["results"])
-    # the retrieval reused the probe's features
-    assert list(combined["results"].values())[1]["feature_cache_hit"]
-    suite.write_text("name: bad\nprotocols:\n  - {protocol: linear-probe, dataset: synthetic, clip: 2}\n")
+    results = list(combined["results"].values())
+    assert results[1]["feature_cache_hit"] and results[3]["feature_cache_hit"]  # the probe's features reused
+    config = (out / "03_finetune_synthetic" / "split_3" / "config.yaml").read_text()
+    assert "lr: 0.01" in config and "split: '3'" in config
+
+
+@pytest.mark.parametrize("entry,key", [
+    ("{protocol: linear-probe, dataset: synthetic, clip: 2}", "protocols[1].clip"),
+    ("{protocol: retrieval, dataset: synthetic, settings: {kz: [1]}}", "protocols[1].settings.kz"),
+    ("{protocol: pooling, dataset: synthetic, settings: {epochs: two}}", "protocols[1].settings.epochs"),
+    ("{protocol: finetune, dataset: synthetic, settings: {overrides: [optim.lrr=1]}}", "optim.lrr"),
+    ("{protocol: linear-probe, dataset: synthetic, settings: {seed: 3}}", "protocols[1].settings.seed"),
+    ("{protocol: linear-prob, dataset: synthetic}", "protocols[1].protocol"),
+])
+def test_suite_errors_name_the_key_before_anything_runs(synth, tmp_path, capsys, monkeypatch, entry, key):
+    from ssl_video.cli import main
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a protocol ran before the suite was checked")
+
+    monkeypatch.setattr("ssl_video.evaluation.runner.prepare_features", forbidden)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: bad\nprotocols:\n  - {{protocol: retrieval, dataset: synthetic}}\n  - {entry}\n")
     capsys.readouterr()
     assert main(["eval", "suite", str(suite), "--encoder", "r3d_18", "--root", f"synthetic={synth}"]) == 2
-    assert "protocols[0].clip" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ssl-video: error:") and err.count("\n") == 1 and key in err, err
+
+
+def test_cli_flags_and_overrides_build_the_settings(capsys):
+    from ssl_video.evaluation.protocols import get_protocol, settings_from_args
+
+    retrieval = get_protocol("retrieval")
+    assert settings_from_args(retrieval, {"ks": [1, 3]}, []).ks == [1, 3]
+    assert settings_from_args(retrieval, {"ks": None}, ["ks=[2]"]).ks == [2]
+    pooling = settings_from_args(get_protocol("pooling"), {"heads": ["avg"]}, ["clusters=8", "gating=false"])
+    assert (pooling.heads, pooling.clusters, pooling.gating) == (["avg"], 8, False)
+    assert pooling.training(seed=4, device="cpu").seed == 4
+    finetune = settings_from_args(get_protocol("finetune"), {"crops": 1}, ["optim.lr=0.01"])
+    assert finetune.overrides == ["optim.lr=0.01"] and finetune.crops == 1
 
 
 @pytest.mark.parametrize("suite", ["eval/linear_probe.yaml", "eval/retrieval.yaml", "eval/finetune.yaml",
-                                   "eval/smoke_synthetic.yaml"])
+                                   "eval/pooling.yaml", "eval/smoke_synthetic.yaml"])
 def test_shipped_suites_are_valid(suite):
     from pathlib import Path
 

@@ -232,7 +232,7 @@ def test_an_eval_command_runs_as_a_job(slurm_cluster, tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     job_dir, out_dir = tmp_path / "job", tmp_path / "report"
     job_id = submit("eval", "pooling", "--features", features, "--labels", tmp_path / "labels.csv", "--head", "avg",
-                    "--epochs", "2", "--device", "cpu", "--out", out_dir, "--slurm", LOCAL, "--job-dir", job_dir)
+                    "epochs=2", "--device", "cpu", "--out", out_dir, "--slurm", LOCAL, "--job-dir", job_dir)
     state = wait_for(job_id, {"COMPLETED", "FAILED", "CANCELLED"})
     assert state.state == "COMPLETED", log_text(job_dir, job_id, kind="err")
     assert (out_dir / "report.json").is_file()

@@ -210,7 +210,7 @@ def test_trains_and_exports_through_the_shared_loop(untrimmed, tmp_path):
     report = tmp_path / "eval"
     assert main(["eval", "temporal", "--encoder", str(tmp_path / "enc"), "--gt",
                  str(untrimmed / "train_groundtruth.csv"), "--test-gt", str(untrimmed / "val_groundtruth.csv"),
-                 "--videos", str(untrimmed / "videos"), "--workers", "0", "--clips-per-segment", "2",
+                 "--videos", str(untrimmed / "videos"), "--workers", "0", "--clips", "2",
                  "--device", "cpu", "--out", str(report)]) == 0
     result = json.loads((report / "report.json").read_text())
     val = usable_segments(read_ground_truth_csv(untrimmed / "val_groundtruth.csv"), 0.5)

@@ -13,20 +13,19 @@ of side ``crop`` along the long side of the frame decoded at short side ``resize
 mean of the views' softmax probabilities (or of their raw logits, ``average="logits"``). The last epoch's
 weights are tested: nothing is selected on the test split.
 
-One "epoch" of the protocol is ``train_clips`` passes over the training videos, each drawing one random
-clip per video (so ``train_clips`` random clips per video per epoch); warm-up and milestones are counted
-in these epochs. Videos that cannot be read are found once, before training (the same probe as
-``ssl-video data check``), and are counted and named in the report; training replaces a bad video with
-another one whenever it draws it, testing leaves it out.
+Training follows a recipe (:mod:`ssl_video.evaluation.finetune_recipe`): the shipped STiCA/GDT fragment
+<- the settings' ``recipe`` file <- their dotted ``overrides``, with the per-split keys of
+:func:`~ssl_video.evaluation.finetune_recipe.split_fields`. Videos that cannot be read are found once, before
+training (the same probe as ``ssl-video data check``), and are counted and named in the report; training
+replaces a bad video with another one whenever it draws it, testing leaves it out.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,41 +33,12 @@ from torch.utils.data import Dataset
 
 from ssl_video.data.datasets.base import VideoRecord
 from ssl_video.errors import UserError
+from ssl_video.evaluation.finetune_recipe import DEFAULT_RECIPE, check_recipe, load_recipe, split_fields
+from ssl_video.evaluation.settings import FinetuneSettings
 
-__all__ = ["FinetuneSettings", "spatial_crop_boxes", "ViewDataset", "average_view_scores", "split_recipe",
-           "score_videos", "run_finetune"]
+__all__ = ["FinetuneSettings", "DEFAULT_RECIPE", "spatial_crop_boxes", "ViewDataset", "average_view_scores",
+           "split_fields", "split_recipe", "check_recipe", "score_videos", "run_finetune"]
 
-
-@dataclass
-class FinetuneSettings:
-    """Training and test settings of the protocol (defaults: the STiCA/GDT fine-tuning recipe)."""
-
-    epochs: float = 12.0
-    lr: float = 0.0025  # classifier lr; the backbone gets lr x backbone_lr_scale
-    backbone_lr_scale: float = 0.1
-    optimizer: Literal["sgd", "adamw", "adam"] = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.005
-    warmup: float = 2.0  # epochs of linear warm-up
-    schedule: Literal["step", "cosine", "constant"] = "step"
-    milestones: list[float] = field(default_factory=lambda: [6.0, 10.0])  # step schedule, in epochs
-    gamma: float = 0.05  # lr factor at each milestone
-    dropout: float = 0.5
-    label_smoothing: float = 0.0
-    batch_size: int = 32  # training clips per optimizer step (per process)
-    train_clips: int = 10  # random clips per video per epoch
-    color_jitter: float = 0.8  # probability of colour jitter in training (0.4 brightness/contrast/saturation)
-    crops: int = 3  # spatial crops per test clip
-    average: Literal["softmax", "logits"] = "softmax"  # what is averaged over the test views
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # CUDA only
-    overrides: list[str] = field(default_factory=list)  # dotted recipe overrides, e.g. optim.nesterov=true
-
-    def check(self) -> None:
-        for name in ("epochs", "lr", "batch_size", "train_clips", "crops"):
-            if not getattr(self, name) > 0:
-                raise UserError(f"finetune {name} must be positive, got {getattr(self, name)}")
-        if self.backbone_lr_scale < 0 or self.weight_decay < 0 or self.warmup < 0:
-            raise UserError("finetune backbone_lr_scale, weight_decay and warmup must not be negative")
 
 
 # ---------------------------------------------------------------------------------------------- test views
@@ -172,38 +142,11 @@ def score_videos(model, dataset: ViewDataset, *, device: torch.device, batch_siz
 
 
 def split_recipe(inputs, settings: FinetuneSettings, split: str, protocol, encoder, num_classes: int):
-    """The training recipe of one split (method ``finetune``), with the settings' dotted overrides applied."""
-    from ssl_video.config import load_config
-    from ssl_video.recipe import Recipe
-
-    k = settings.train_clips
-    if encoder.provenance.get("init") == "exported":
-        source = Path(encoder.provenance["source"])
-        model = {"encoder": None, "encoder_args": {}, "init": str(source.parent if source.is_file() else source)}
-    else:
-        model = {"encoder": encoder.provenance["architecture"], "encoder_args": dict(inputs.encoder_args),
-                 "init": None}
-    base = {
-        "name": f"finetune_{inputs.dataset}_split{split}",
-        "seed": inputs.seed,
-        "method": "finetune",
-        "data": {"dataset": inputs.dataset, "root": inputs.root, "videos": inputs.videos, "splits": inputs.split_dir,
-                 "split": split, "subset": "train", "batch_size": settings.batch_size,
-                 "num_workers": inputs.workers, "seed": inputs.seed,
-                 "clip": {"frames": protocol.frames, "fps": protocol.fps, "resize": protocol.resize,
-                          "sampling": {"mode": "random", "num_clips": 1}, "audio": None,
-                          "video": {"crop": protocol.crop, "color_jitter": settings.color_jitter,
-                                    "mean": list(protocol.mean), "std": list(protocol.std)}}},
-        "optim": {"name": settings.optimizer, "lr": settings.lr, "momentum": settings.momentum,
-                  "weight_decay": settings.weight_decay, "schedule": settings.schedule, "unit": "epochs",
-                  "warmup": settings.warmup * k, "milestones": [m * k for m in settings.milestones],
-                  "gamma": settings.gamma},
-        "trainer": {"epochs": settings.epochs * k, "device": inputs.device.split(":")[0],
-                    "mixed_precision": settings.mixed_precision, "progress": inputs.progress},
-        "finetune": {**model, "dropout": settings.dropout, "backbone_lr_scale": settings.backbone_lr_scale,
-                     "label_smoothing": settings.label_smoothing, "num_classes": num_classes},
-    }
-    return load_config(Recipe, None, settings.overrides, base=base)
+    """The training recipe of one split: defaults <- ``settings.recipe`` <- overrides, with :func:`split_fields`."""
+    recipe = load_recipe(settings, split_fields(inputs, split, protocol, encoder, num_classes))
+    if inputs.progress is False:
+        recipe.trainer.progress = False
+    return recipe
 
 
 def _trained_model(recipe, run_dir: Path):
@@ -252,7 +195,7 @@ def _run_split(inputs, settings, split, recipe, layout, protocol, unreadable: di
     device = resolve_device(inputs.device)
     scores, rows, skipped = score_videos(
         _trained_model(recipe, run_dir), dataset, device=device, batch_size=inputs.batch_size,
-        workers=inputs.workers, average=settings.average, mixed_precision=settings.mixed_precision,
+        workers=inputs.workers, average=settings.average, mixed_precision=recipe.trainer.mixed_precision,
         progress=inputs.progress)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the next split starts with the memory this one held
@@ -313,16 +256,14 @@ def run_finetune(inputs, settings: FinetuneSettings | None = None) -> dict:
     mean, std = split_summary(per_split, ["top1", "top5"])
     listed = layout.listed()
     skipped = sorted(bad)
-    k = settings.train_clips
     first = recipes[splits[0]]
     report = {
         "protocol": {
             "name": "finetune", "dataset": inputs.dataset, "splits": splits, "clip": asdict(protocol),
-            "training": {**{key: v for key, v in asdict(settings).items()
-                            if key not in ("crops", "average")},
-                         "epoch": f"{k} passes over the training videos, one random clip per video each",
-                         "trainer_epochs": settings.epochs * k,
-                         "augmentation": "random resized crop (data.clip.video.scale), horizontal flip, colour "
+            "training": {"defaults": str(DEFAULT_RECIPE.name), "recipe": settings.recipe,
+                         "overrides": list(settings.overrides),
+                         "epoch": "one pass over the training videos, one random clip per video",
+                         "epochs": first.trainer.epochs, "augmentation": "random resized crop (data.clip.video.scale), horizontal flip, colour "
                                          "jitter, at the clip protocol's frames/fps/resize/crop"},
             "test": {"clips": protocol.clips, "crops": settings.crops, "average": settings.average,
                      "views": "uniformly spaced clips x square crops along the long side (start, centre, end "

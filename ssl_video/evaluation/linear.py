@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ssl_video.evaluation.metrics import confusion_matrix, l2_normalize, topk_accuracy
+from ssl_video.evaluation.settings import ProbeSettings
 
 __all__ = ["ProbeSettings", "fit_logistic_regression", "predict_scores", "holdout_split", "select_l2",
            "probe_split"]
 
 _GROUP = re.compile(r"_g(\d+)_c\d+")
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    l2_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-    holdout_fraction: float = 0.25
-    max_iter: int = 300
-    seed: int = 0
 
 
 def fit_logistic_regression(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ import numpy as np
 from ssl_video.device import resolve_device
 from ssl_video.errors import UserError
 from ssl_video.evaluation import metrics
+from ssl_video.evaluation.settings import PoolingSettings
 from ssl_video.features.files import FeatureSet
 from ssl_video.features.labels import LabelTable
 from ssl_video.models.pooling import list_pooling_heads
@@ -83,30 +84,6 @@ class PoolingData:
     @property
     def audio_dim(self) -> int | None:
         return None if self.train_audio is None else self.train_audio[0].shape[1]
-
-
-@dataclass
-class PoolingSettings:
-    """Everything that defines a run besides the data (written into the report)."""
-
-    clusters: int = 64
-    audio_clusters: int | None = None  # two streams: clusters of the audio head (None: clusters // 2)
-    gating: bool = True
-    classifier: str = "auto"  # auto: MoE for multi-label, linear for multi-class
-    hidden: int = 512
-    epochs: int = 20
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    max_clips: int = 300
-    seed: int = 0
-    device: str = "auto"
-    head_kwargs: dict = field(default_factory=dict)
-
-    def classifier_for(self, multilabel: bool) -> str:
-        if self.classifier == "auto":
-            return "moe" if multilabel else "linear"
-        return self.classifier
 
 
 def stratified_split(keys: Sequence[str], seed: int, train_fraction: float = 0.7) -> np.ndarray:

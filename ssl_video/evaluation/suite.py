@@ -1,47 +1,50 @@
-"""Evaluation suites: a YAML list of protocols run on one encoder, with one combined report.
+"""Evaluation suites: a YAML list of protocol entries run on one encoder, with one combined report.
 
 ```yaml
-name: ucf101_hmdb51_linear
+name: ucf101_hmdb51
 description: ...
 protocols:
   - {protocol: linear-probe, dataset: ucf101, splits: ["1", "2", "3"], clips: 10}
-  - {protocol: retrieval, dataset: hmdb51, ks: [1, 5, 10, 20]}
-  - {protocol: finetune, dataset: ucf101, clips: 10, finetune: {epochs: 12, crops: 3}}
+  - {protocol: retrieval, dataset: hmdb51, settings: {ks: [1, 5, 10, 20]}}
+  - {protocol: finetune, dataset: ucf101, frames: 32, fps: 30, resize: 128, crop: 128,
+     settings: {crops: 3, overrides: [optim.lr=0.005]}}
+  - {protocol: pooling, dataset: ucf101, clips: 10, settings: {heads: [netvlad, avg], epochs: 10}}
+  - {protocol: temporal, dataset: tsp, clips: 5}
 ```
-``clips`` is the number of clips per video for features (probe, retrieval) or test views (fine-tune);
-``finetune`` holds the fine-tuning settings (:class:`~ssl_video.evaluation.finetune.FinetuneSettings`).
-Dataset locations come from the command line (``--root ucf101=/data/ucf101`` or ``--data-root DIR``
-holding one folder per dataset name), so one suite file serves every machine.
+An entry is a registered protocol (:mod:`ssl_video.evaluation.protocols`), a dataset, its splits, the clip
+protocol (``clips``, ``frames``, ``fps``, ``resize``, ``crop``; unset: the protocol's and the encoder's
+defaults) and ``settings``: the protocol's settings mapping, checked like a recipe. Dataset locations come
+from the command line (``--root ucf101=/data/ucf101`` or ``--data-root DIR`` holding one folder per dataset
+name), so one suite file serves every machine. Everything that can be checked without running is checked
+for every entry before the first one runs.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ssl_video.config import load_config
 from ssl_video.errors import UserError
-from ssl_video.evaluation.finetune import FinetuneSettings, run_finetune
+from ssl_video.evaluation.protocols import get_protocol, load_settings, make_inputs
 from ssl_video.evaluation.report import write_report
-from ssl_video.evaluation.runner import EvalInputs, run_linear_probe, run_retrieval
 
-__all__ = ["SuiteEntry", "Suite", "load_suite", "run_suite"]
+__all__ = ["SuiteEntry", "Suite", "load_suite", "prepare_suite", "run_suite"]
 
 
 @dataclass
 class SuiteEntry:
-    protocol: Literal["linear-probe", "retrieval", "finetune"]
-    dataset: Literal["ucf101", "hmdb51", "synthetic", "kinetics"]
+    protocol: str
+    dataset: Literal["ucf101", "hmdb51", "synthetic", "kinetics", "tsp"]
     splits: list[str] | None = None
-    clips: int = 10
+    clips: int | None = None
     frames: int | None = None
     fps: float | None = None
     resize: int | None = None
     crop: int | None = None
-    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
-    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    settings: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
 
 
@@ -53,10 +56,22 @@ class Suite:
 
 
 def load_suite(path: str | Path) -> Suite:
+    """Load a suite and check every entry's protocol and settings."""
     suite = load_config(Suite, path)
     if not suite.protocols:
         raise UserError(f"suite {path} lists no protocols")
+    prepare_suite(suite)
     return suite
+
+
+def prepare_suite(suite: Suite) -> list[tuple[str, Any, Any]]:
+    """``(entry name, protocol, settings)`` per entry; a bad protocol name or setting fails here, naming its key."""
+    prepared = []
+    for i, entry in enumerate(suite.protocols):
+        protocol = get_protocol(entry.protocol, key=f"protocols[{i}].protocol")
+        settings = load_settings(protocol, entry.settings, prefix=f"protocols[{i}].settings")
+        prepared.append((entry.name or f"{i + 1:02d}_{entry.protocol}_{entry.dataset}", protocol, settings))
+    return prepared
 
 
 def _root_for(dataset: str, roots: dict[str, str], data_root: str | None) -> str:
@@ -67,39 +82,37 @@ def _root_for(dataset: str, roots: dict[str, str], data_root: str | None) -> str
     raise UserError(f"no location for dataset '{dataset}': pass --root {dataset}=DIR or --data-root DIR")
 
 
-def run_suite(suite: Suite, base: EvalInputs, roots: dict[str, str], data_root: str | None = None) -> dict:
-    """Run every protocol of ``suite`` on ``base.encoder``; reports go to ``base.out/<entry name>/``.
+def run_suite(suite: Suite, base: dict, roots: dict[str, str], data_root: str | None = None) -> dict:
+    """Run every entry of ``suite`` on ``base["encoder"]``; reports go to ``base["out"]/<entry name>/``.
 
-    Returns the combined report (``status`` "completed"), or the fine-tuning entry's ``status`` when a signal
-    stopped its training (nothing combined is written; rerun to resume).
+    ``base`` holds the run options shared by every entry (:func:`~ssl_video.evaluation.protocols.make_inputs`
+    keywords; ``None``: each protocol's default). Returns the combined report (``status`` "completed"), or a
+    fine-tuning entry's ``status`` when a signal stopped its training (nothing combined is written; rerun to
+    resume).
     """
     started = time.time()
+    prepared = prepare_suite(suite)
+    out = Path(base["out"])
+    runs = []
+    for entry, (name, protocol, settings) in zip(suite.protocols, prepared):
+        clip = {k: getattr(entry, k) for k in ("clips", "frames", "fps", "resize", "crop")}
+        inputs = make_inputs(protocol, **{**base, **clip, "dataset": entry.dataset, "splits": entry.splits,
+                                          "root": _root_for(entry.dataset, roots, data_root), "out": str(out / name)})
+        runs.append((entry, name, protocol, settings, inputs))
     results, table = {}, []
-    for i, entry in enumerate(suite.protocols):
-        name = entry.name or f"{i + 1:02d}_{entry.protocol}_{entry.dataset}"
-        inputs = replace(base, dataset=entry.dataset, root=_root_for(entry.dataset, roots, data_root),
-                         splits=entry.splits, clips=entry.clips, frames=entry.frames, fps=entry.fps,
-                         resize=entry.resize, crop=entry.crop, out=str(Path(base.out) / name))
-        print(f"[{i + 1}/{len(suite.protocols)}] {entry.protocol} on {entry.dataset}")
-        if entry.protocol == "linear-probe":
-            report = run_linear_probe(inputs)
-            metrics = {"top1": report["mean"]["top1"], "top5": report["mean"]["top5"]}
-        elif entry.protocol == "finetune":
-            report = run_finetune(inputs, entry.finetune)
-            if report["status"] != "completed":  # stopped by a signal: rerunning the suite resumes here
-                return {**report, "entry": name}
-            metrics = {"top1": report["mean"]["top1"], "top5": report["mean"]["top5"]}
-        else:
-            report = run_retrieval(inputs, tuple(entry.ks))
-            metrics = {k: report["mean"][k] for k in report["mean"]}
+    for i, (entry, name, protocol, settings, inputs) in enumerate(runs):
+        print(f"[{i + 1}/{len(runs)}] {entry.protocol} on {entry.dataset}", flush=True)
+        report = protocol.run(inputs, settings)
+        if report.get("status", "completed") != "completed":  # stopped by a signal: rerunning resumes here
+            return {**report, "entry": name}
+        for line in protocol.lines(report):
+            print(line)
         results[name] = report
-        table.append({"protocol": entry.protocol, "dataset": entry.dataset, "splits": ",".join(report["splits"]),
-                      **{k: round(v, 4) for k, v in metrics.items()},
-                      "std_top1": round(report["std"]["top1"], 4) if "top1" in report["std"] else None,
-                      "videos": f"{report['videos_evaluated']}/{report['videos_listed']}"})
+        table.append({"protocol": entry.protocol, "dataset": entry.dataset,
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in protocol.metrics(report).items()}})
     combined = {"suite": suite.name, "status": "completed", "description": suite.description,
-                "encoder": base.encoder, "results": results, "seconds": round(time.time() - started, 2)}
-    write_report(base.out, combined, table, title=f"Evaluation suite {suite.name}",
+                "encoder": base["encoder"], "results": results, "table": table, "seconds": round(time.time() - started, 2)}
+    write_report(out, combined, table, title=f"Evaluation suite {suite.name}",
                  notes=[suite.description, "Each row links to a full report in its own folder; every protocol "
                                            "setting is in report.json."])
     return combined
