@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from ssl_video.config import load_config
 from ssl_video.data.synth import generate_synthetic_dataset
 from ssl_video.engine.trainer import train
 from ssl_video.errors import UserError
@@ -16,6 +15,7 @@ from ssl_video.methods import build_method
 from ssl_video.models.io import save_encoder
 from ssl_video.models.registry import create_encoder
 from ssl_video.recipe import Recipe
+from tests.factories import recipe_from, tiny_clip
 
 TINY = {"width": 0.125, "frames": 4, "crop_size": 32}
 
@@ -33,17 +33,14 @@ def finetune_recipe(synth, tmp_path, **finetune) -> Recipe:
         "seed": 1,
         "method": "finetune",
         "data": {"dataset": "synthetic", "root": str(synth), "batch_size": 4, "num_workers": 0,
-                 "clip": {"frames": 4, "fps": 8, "resize": 32, "audio": None,
-                          "video": {"crop": 32, "scale": [0.6, 1.0]}}},
+                 "clip": tiny_clip()},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0, "warmup": 2, "unit": "steps"},
         "trainer": {"max_steps": 30, "log_every": 3, "checkpoint_every": 0, "progress": False,
                     "tensorboard": False},
         "finetune": {"encoder": "r3d_18", "encoder_args": TINY, "dropout": 0.0, "backbone_lr_scale": 1.0,
                      **finetune},
     }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(json.dumps(data))
-    return load_config(Recipe, path)
+    return recipe_from(tmp_path, data)
 
 
 def test_builder_dataset_groups_and_encoders(synth, tmp_path):

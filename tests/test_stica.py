@@ -16,10 +16,7 @@ from ssl_video.methods.stica import STiCA, crop_boxes, feature_crops
 from ssl_video.models.heads import ProjectionHead
 from ssl_video.models.pooling import CropPooling
 from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, PoolingConfig, StiCAConfig, window_cells
-
-TINY_VIDEO = dict(width=0.0625, frames=4, crop_size=32)
-TINY_AUDIO = dict(width=0.0625, n_mels=16, time_frames=32)
-
+from tests.factories import TINY_AUDIO, TINY_VIDEO
 
 # ----------------------------------------------------------------------------------------------------
 # Feature Crop

@@ -31,6 +31,7 @@ from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, UserEr
 from ssl_video.methods import register_method
 from ssl_video.methods.base import Method
 from ssl_video.recipe import OptimConfig, Recipe
+from tests.factories import merge, recipe_from, write_recipe
 
 THIS = Path(__file__).resolve()
 ROOT = THIS.parent.parent
@@ -138,19 +139,11 @@ BASE = {
 
 
 def recipe_file(tmp_path: Path, **sections) -> Path:
-    data = json.loads(json.dumps(BASE))
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
-    path = tmp_path / f"recipe_{len(list(tmp_path.glob('recipe_*.yaml')))}.yaml"
-    path.write_text(json.dumps(data))  # JSON is YAML
-    return path
+    return write_recipe(tmp_path, merge(BASE, **sections))
 
 
 def recipe(tmp_path: Path, overrides: list[str] | None = None, **sections) -> Recipe:
-    return load_config(Recipe, recipe_file(tmp_path, **sections), overrides or [])
+    return recipe_from(tmp_path, merge(BASE, **sections), overrides)
 
 
 def weights(run: Path) -> dict:

@@ -26,9 +26,10 @@ from ssl_video.models.io import resolve_encoder
 from ssl_video.models.registry import create_encoder
 from ssl_video.recipe import Recipe
 from ssl_video.recipe.methods import TSPConfig
+from tests.factories import TINY_VIDEO as TINY
+from tests.factories import recipe_from, tiny_clip
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-TINY = {"width": 0.0625, "frames": 4, "crop_size": 32}
 
 
 def tiny_tsp(num_classes=3, **kwargs) -> TSP:
@@ -158,17 +159,14 @@ def tsp_recipe(root: Path, tmp_path: Path, **tsp) -> Recipe:
     data = {
         "name": "tsp_test", "seed": 1, "method": "tsp",
         "data": {"dataset": "tsp", "videos": str(root / "videos"), "batch_size": 4, "num_workers": 0,
-                 "clip": {"frames": 4, "fps": 8, "resize": 32, "audio": None,
-                          "video": {"crop": 32, "scale": [0.6, 1.0]}}},
+                 "clip": tiny_clip()},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0},
         "trainer": {"max_steps": 3, "log_every": 1, "checkpoint_every": 0, "progress": False, "tensorboard": False,
                     "device": "cpu"},
         "tsp": {"encoder": "r2plus1d_18", "encoder_args": {"width": 0.0625}, "train_csv": str(root / "train_groundtruth.csv"),
                 "gvf": str(root / "gvf.h5"), "clips_per_segment": 2, "freeze_stem": False, **tsp},
     }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(json.dumps(data))
-    return load_config(Recipe, path)
+    return recipe_from(tmp_path, data)
 
 
 def test_builder(untrimmed, tmp_path):
