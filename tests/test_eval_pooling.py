@@ -158,35 +158,13 @@ def test_cli_end_to_end_h5_all_heads(tmp_path, capsys):
     features = write_h5(tmp_path / "feats.h5", videos)
     csv = write_csv(tmp_path / "labels.csv", [[v, c] for v, c in labels.items()], header=["video", "label"])
     out = tmp_path / "out"
-    code = run_cli(
-        "--features",
-        features,
-        "--labels",
-        csv,
-        "--head",
-        "all",
-        "clusters=2",
-        "hidden=8",
-        "epochs=2",
-        "batch_size=8",
-        "--out",
-        out,
-    )
+    code = run_cli("--features", features, "--labels", csv, "--head", "all", "clusters=2", "hidden=8", "epochs=2",
+                   "batch_size=8", "--out", out)
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     heads = [row["head"] for row in report["table"]]
-    assert {
-        "netvlad",
-        "netrvlad",
-        "netfv",
-        "netbow",
-        "attention_clusters",
-        "transformer",
-        "avg",
-        "max",
-        "lstm",
-        "gru",
-    } <= set(heads)
+    assert {"netvlad", "netrvlad", "netfv", "netbow", "attention_clusters", "transformer", "avg", "max", "lstm",
+            "gru"} <= set(heads)
     assert report["train_videos"] + report["test_videos"] == 24 and report["metric"] == "top1"
     assert all(
         0.0 <= row["top1"] <= 1.0 and row["parameters"] >= 0 and row["train_time_s"] >= 0
@@ -205,21 +183,8 @@ def test_cli_npy_multilabel_with_split_column(tmp_path):
         rows.append([v, "train" if i < 8 else "test", c] + (["extra"] if i % 2 else []))
     csv = write_csv(tmp_path / "labels.csv", rows, header=["video", "split", "label", "label"])
     out = tmp_path / "out"
-    code = run_cli(
-        "--features",
-        features,
-        "--labels",
-        csv,
-        "--multilabel",
-        "--head",
-        "netvlad,avg",
-        "clusters=2",
-        "hidden=8",
-        "epochs=2",
-        "gating=false",
-        "--out",
-        out,
-    )
+    code = run_cli("--features", features, "--labels", csv, "--multilabel", "--head", "netvlad,avg", "clusters=2",
+                   "hidden=8", "epochs=2", "gating=false", "--out", out)
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert (
