@@ -26,6 +26,10 @@ class ConfigError(UserError):
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.detail)
 
 
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (full disk, I/O error); the previous one is intact."""
+
+
 class NonFiniteLoss(RuntimeError):
     """Training produced a non-finite loss or gradient; the message is one line."""
 

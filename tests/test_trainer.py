@@ -4,7 +4,9 @@ SIGKILL, stop on SIGTERM/SIGUSR2, NaN handling, refused resumes, and a 2-process
 The toy methods live here (never in the package). This file also runs as a script (``python
 tests/test_trainer.py pretrain ...``) so that subprocesses and ``--nproc`` children know them. Knobs that
 are not recipe keys come from the ``SSL_VIDEO_TOY`` environment variable (JSON): ``sleep`` (seconds per
-forward), ``nan_at`` (forward call that returns NaN), ``signal_at`` ([call, signal name] sent to itself).
+forward), ``nan_at`` (forward call that returns NaN; only on rank ``nan_rank`` when given), ``nan_grad_at``
+(forward call whose loss is finite but whose gradients are NaN), ``signal_at`` ([call, signal name] sent to
+itself).
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ class ToyMethod(Method):
         features = self.video_encoder(batch["video"]) if self.video_encoder is not None else self.trunk(batch["x"])
         logits = self.head(self.dropout(features))
         loss = nn.functional.cross_entropy(logits, batch["label"])
-        if self.knobs.get("nan_at") == self.calls:
+        mine = self.knobs.get("nan_rank") in (None, int(os.environ.get("RANK", "0")))
+        if self.knobs.get("nan_at") == self.calls and mine:
             loss = loss * float("nan")
+        if self.knobs.get("nan_grad_at") == self.calls:  # a finite loss (+0) whose gradient is NaN (inf x 0)
+            loss = loss + torch.sqrt((self.head.weight * 0).sum() ** 2)
         return {"loss": loss, "top1": (logits.argmax(1) == batch["label"]).float().mean()}
 
     def parameter_groups(self) -> list[dict]:
@@ -366,6 +371,53 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_exportable(tmp_path, monkeypa
         assert torch.equal(value, state["model"][prefix + key])
     with pytest.raises(NonFiniteLoss, match="no checkpoint had been written yet"):
         train(recipe(tmp_path, method="toy_video", trainer={"checkpoint_every": 0}), tmp_path / "fresh")
+
+
+def test_non_finite_gradients_behind_a_finite_loss_stop_the_run(tmp_path, monkeypatch, capsys):
+    # mutation: only the loss checked (NaN gradients would poison the weights at a finite loss)
+    monkeypatch.setenv("SSL_VIDEO_TOY", json.dumps({"nan_grad_at": 4}))
+    path, run = recipe_file(tmp_path, trainer={"checkpoint_every": 2}), tmp_path / "run"
+    assert main(["pretrain", str(path), "--run-dir", str(run)]) == EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gradient norm is not finite at step 3" in err and "grad_norm=nan" in err
+    state = weights(run)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize("code, words", [(28, "No space left on device"), (5, "Input/output error")])
+def test_a_failing_checkpoint_write_stops_with_one_line_and_keeps_the_previous(tmp_path, monkeypatch, capsys,
+                                                                                code, words):
+    # mutation: the OSError escaping as a traceback, or the previous last.pt replaced by a partial file
+    import errno
+
+    real_save, calls = torch.save, []
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"half a checkpoint")
+            raise OSError(code, os.strerror(code))
+        return real_save(obj, f, *args, **kwargs)
+
+    assert errno.errorcode[code] in ("ENOSPC", "EIO")
+    monkeypatch.setattr(torch, "save", failing_save)
+    path, run = recipe_file(tmp_path, trainer={"checkpoint_every": 2}), tmp_path / "run"
+    assert main(["pretrain", str(path), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "checkpoint of step 4" in err and "(step 2) is intact" in err
+    monkeypatch.setattr(torch, "save", real_save)
+    assert weights(run)["step"] == 2 and not list((run / "checkpoints").glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank(tmp_path):
+    # mutation: the non-finite flag not all-reduced (rank 0 would step on, rank 1 raise, the job hang)
+    path, run = recipe_file(tmp_path, trainer={"max_steps": 12, "checkpoint_every": 2}), tmp_path / "run"
+    proc = start_script(["pretrain", str(path), "--run-dir", str(run), "--nproc", "2"], nan_at=6, nan_rank=1)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_NONFINITE, err
+    assert "loss is not finite at step 5" in err and "on another process" in err
+    assert weights(run)["step"] == 4
 
 
 # ---------------------------------------------------------------------------------------------- resume rules

@@ -18,9 +18,13 @@ the CPU without saving any generator state.
 
 Stopping. SIGTERM and SIGUSR2 set a flag; at the next step boundary every process agrees (an all-reduce)
 and the run writes a checkpoint and stops: :func:`train` returns ``status="stopped"`` (exit code
-:data:`~ssl_video.errors.EXIT_STOPPED`). A non-finite loss on any process stops every process before the
-optimizer step, writes nothing and raises :class:`~ssl_video.errors.NonFiniteLoss`; the last checkpoint
-stays the last good one. Rerunning the same command resumes from ``RUN/checkpoints/last.pt``.
+:data:`~ssl_video.errors.EXIT_STOPPED`). A non-finite loss, or non-finite gradients behind a finite loss (the
+global gradient norm is checked before every optimizer step; under fp16 the gradient scaler skips such steps
+instead), on any process stops every process before the optimizer step, writes nothing and raises
+:class:`~ssl_video.errors.NonFiniteLoss`; the last checkpoint stays the last good one. A checkpoint that
+cannot be written (full disk, I/O error) stops every process with
+:class:`~ssl_video.errors.CheckpointWriteError` (one line, exit 2), the previous checkpoint intact. Rerunning
+the same command resumes from ``RUN/checkpoints/last.pt``.
 """
 
 from __future__ import annotations
@@ -47,10 +51,10 @@ from ssl_video.engine.checkpoint import (
 from ssl_video.engine.progress import MetricWindow, TrainingLog, scalar_terms
 from ssl_video.engine.run_dir import RunDir, environment, git_revision, write_env
 from ssl_video.engine.schedule import lr_factor, schedule_from_config
-from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, UserError
+from ssl_video.errors import CheckpointWriteError, NonFiniteLoss, UserError, one_line
 from ssl_video.files import write_json, write_text
 
-__all__ = ["train", "STOP_SIGNALS", "EXIT_STOPPED", "EXIT_NONFINITE", "NonFiniteLoss"]
+__all__ = ["train", "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -367,21 +371,25 @@ def _loop(r: _Run) -> tuple[str, int]:
             for name, value in scalar_terms(out).items():
                 window.add(name, value, 1.0 / accum)
 
-        # every process learns whether any loss went bad or any process was asked to stop
+        # every process learns whether any loss or gradient went bad, or any process was asked to stop
         # (the stop flag is the signal number: SIGTERM, 15, wins over SIGUSR2, 12, when both arrive)
-        flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
+        grad_norm = _gradient_norm(params) if r.scaler is None else None  # fp16: the scaler skips bad steps
+        bad_grad = torch.zeros((), device=device) if grad_norm is None else (~torch.isfinite(grad_norm)).float()
+        flags = torch.stack([(~torch.isfinite(loss_sum)).float(), bad_grad,
                              torch.tensor(float(r.stop.signum or 0), device=device)])
         if world > 1:
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        bad_value, signum_value = flags.tolist()
-        if bad_value:
-            _raise_non_finite(r, step, epoch, loss_sum, out)
+        bad_loss, bad_gradient, signum_value = flags.tolist()
+        if bad_loss or bad_gradient:
+            _raise_non_finite(r, step, epoch, bool(bad_loss), loss_sum, grad_norm, out)
 
         factor = lr_factor(step, **r.schedule)
         for group in r.optimizer.param_groups:
             group["lr"] = r.base_lr * group["lr_scale"] * factor
         if r.recipe.optim.clip_grad_norm is not None:
-            window.add("grad_norm", accelerator.clip_grad_norm_(params, r.recipe.optim.clip_grad_norm))
+            grad_norm = accelerator.clip_grad_norm_(params, r.recipe.optim.clip_grad_norm)
+        if grad_norm is not None:
+            window.add("grad_norm", grad_norm)
         r.optimizer.step()
         r.optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -400,9 +408,7 @@ def _loop(r: _Run) -> tuple[str, int]:
             r.log.write(r.last_metrics, step)
         keep = cfg.keep_every > 0 and step % cfg.keep_every == 0
         if finished or keep or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
-            if accelerator.is_main_process:
-                r.checkpoint(step, keep)
-            r.last_saved = step
+            _save_everywhere(r, step, keep)
         if signum > 0:
             r.log.message(f"stopped by {signal.Signals(signum).name}: checkpoint written at step {step}; run the "
                           "same command again to resume")
@@ -410,13 +416,48 @@ def _loop(r: _Run) -> tuple[str, int]:
     return ("completed" if step >= r.total_steps else "stopped_at_step"), 0
 
 
-def _raise_non_finite(r: _Run, step: int, epoch: int, loss_sum: torch.Tensor, out: dict) -> None:
-    mine = not bool(torch.isfinite(loss_sum))
+def _gradient_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """The global L2 norm of the gradients (non-finite as soon as one gradient is)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else None
+
+
+def _save_everywhere(r: _Run, step: int, keep: bool) -> None:
+    """Rank 0 writes the checkpoint; every process learns whether it could (a full or failing disk stops
+    the whole run with one line, the previous checkpoint intact)."""
+    failure = ""
+    if r.accelerator.is_main_process:
+        try:
+            r.checkpoint(step, keep)
+        except OSError as exc:
+            failure = exc.strerror or one_line(exc)
+    failed = torch.tensor(float(bool(failure)), device=r.accelerator.device)
+    if r.accelerator.num_processes > 1:
+        torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+    if bool(failed):
+        kept = (f"the previous checkpoint {r.run.last} (step {r.last_saved}) is intact" if r.last_saved is not None
+                else "no earlier checkpoint exists")
+        raise CheckpointWriteError(f"cannot write the checkpoint of step {step} ({failure or 'failed on rank 0'}); "
+                                   f"{kept}: free the disk and run the same command again to resume")
+    r.last_saved = step
+
+
+def _raise_non_finite(r: _Run, step: int, epoch: int, any_loss: bool, loss_sum: torch.Tensor,
+                      grad_norm: torch.Tensor | None, out: dict) -> None:
+    """Stop with one line: the loss when any process's loss went bad (its gradients then poison every
+    process's through the all-reduce), else the gradient norm; this process's terms when it is the culprit."""
+    if any_loss:
+        what, mine = "loss", not bool(torch.isfinite(loss_sum))
+    else:
+        what, mine = "gradient norm", grad_norm is not None and not bool(torch.isfinite(grad_norm))
     shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in scalar_terms(out).items()) if mine \
         else "on another process"
+    if mine and not any_loss:
+        shown += f", grad_norm={float(grad_norm):.4g}"
     kept = (f"the last good checkpoint is {r.run.last} (step {r.last_saved})" if r.last_saved is not None
             else "no checkpoint had been written yet")
-    raise NonFiniteLoss(f"loss is not finite at step {step} (epoch {epoch}; {shown}): stopped without saving; {kept}")
+    raise NonFiniteLoss(f"{what} is not finite at step {step} (epoch {epoch}; {shown}): stopped without saving; "
+                        f"{kept}")
 
 
 def _finish(r: _Run, status: str, signum: int) -> dict:
