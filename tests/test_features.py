@@ -220,6 +220,91 @@ def test_cache_keeps_every_clip_feature_in_time_order(synth, tmp_path):
     assert not rebuilt.cache_hit and rebuilt.clips.shape == table.clips.shape
 
 
+@pytest.fixture
+def cache_videos(synth, tmp_path):
+    """Copies of five synthetic videos (a test may rewrite them) and a tiny encoder and protocol."""
+    import shutil
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    paths = []
+    for source in sorted((synth / "UCF-101").rglob("*.mp4"))[:5]:
+        paths.append(str(shutil.copy(source, folder / source.name)))
+    return paths, ClipProtocol(clips=2, frames=4, fps=8.0, resize=32, crop=32)
+
+
+def _extract(encoder, paths, protocol, cache_dir):
+    from ssl_video.features.dataset import extract_features
+
+    return extract_features(encoder, paths, protocol, device="cpu", batch_size=4, num_workers=0,
+                            cache_dir=cache_dir, progress=False)
+
+
+def test_the_cache_misses_when_the_weights_change(cache_videos, tmp_path):
+    # mutation: the weights left out of the cache key (re-evaluating after more training would serve the
+    # features of the old weights)
+    paths, protocol = cache_videos
+    first = _extract(resolve_encoder("r3d_18", ARGS, seed=1), paths, protocol, tmp_path / "cache")
+    assert _extract(resolve_encoder("r3d_18", ARGS, seed=1), paths, protocol, tmp_path / "cache").cache_hit
+    other = _extract(resolve_encoder("r3d_18", ARGS, seed=2), paths, protocol, tmp_path / "cache")
+    assert not other.cache_hit and not np.allclose(other.mean, first.mean)
+
+
+@pytest.mark.parametrize("field, value", [("clips", 3), ("frames", 2), ("fps", 4.0), ("resize", 40), ("crop", 24),
+                                          ("mean", (0.5, 0.5, 0.5)), ("std", (0.3, 0.3, 0.3))])
+def test_every_protocol_field_is_in_the_cache_key(cache_videos, field, value):
+    # mutation: any protocol field dropped from the key (features of another clip protocol served)
+    import dataclasses
+
+    from ssl_video.features.cache import cache_path
+
+    paths, protocol = cache_videos
+    changed = dataclasses.replace(protocol, **{field: value})
+    assert cache_path("w", paths, changed, "c") != cache_path("w", paths, protocol, "c")
+    assert cache_path("w", paths, dataclasses.replace(protocol), "c") == cache_path("w", paths, protocol, "c")
+
+
+def test_the_cache_misses_when_a_video_changes(cache_videos, synth, tmp_path):
+    # mutation: the file list keyed by path only (a re-encoded or replaced video would keep old features)
+    import os
+    import shutil
+
+    paths, protocol = cache_videos
+    encoder = resolve_encoder("r3d_18", ARGS, seed=1)
+    first = _extract(encoder, paths, protocol, tmp_path / "cache")
+    replacement = sorted((synth / "UCF-101").rglob("*.mp4"))[-1]  # another class: other content
+    shutil.copy(replacement, paths[0])
+    os.utime(paths[0], ns=(1, 1))
+    again = _extract(encoder, paths, protocol, tmp_path / "cache")
+    assert not again.cache_hit and not np.allclose(again.mean[0], first.mean[0])
+    np.testing.assert_allclose(again.mean[1:], first.mean[1:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stage", ["clips", "table"])
+def test_an_extraction_killed_while_saving_is_never_read_as_complete(cache_videos, tmp_path, monkeypatch, stage):
+    # mutation: the entry's marker (.npz) written before its clip features, or written in place (a kill
+    # midway would leave an entry that reads as complete with missing or partial clip features)
+    from ssl_video.features import cache
+
+    paths, protocol = cache_videos
+    encoder = resolve_encoder("r3d_18", ARGS, seed=1)
+    real = {"clips": np.save, "table": np.savez}[stage]
+
+    def killed(file, *args, **kwargs):
+        with open(file, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache.np, "save" if stage == "clips" else "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, paths, protocol, tmp_path / "cache")
+    monkeypatch.setattr(cache.np, "save" if stage == "clips" else "savez", real)
+    assert not list((tmp_path / "cache").glob("*.npz"))
+    table = _extract(encoder, paths, protocol, tmp_path / "cache")
+    assert not table.cache_hit and table.ok.all()
+    assert _extract(encoder, paths, protocol, tmp_path / "cache").cache_hit
+
+
 # ---------------------------------------------------------------------------------------------- the one loop
 
 
