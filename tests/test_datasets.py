@@ -22,9 +22,10 @@ def touch(path):
 def make_ucf(root):
     classes = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
     files = {
-        "ApplyEyeMakeup": ["v_ApplyEyeMakeup_g01_c01.avi", "v_ApplyEyeMakeup_g08_c01.avi"],
-        "HandstandPushups": ["v_HandStandPushups_g01_c01.avi", "v_HandStandPushups_g08_c02.avi"],
-        "YoYo": ["v_YoYo_g01_c01.avi", "v_YoYo_g08_c01.avi"],
+        "ApplyEyeMakeup": ["v_ApplyEyeMakeup_g01_c01.avi", "v_ApplyEyeMakeup_g08_c01.avi", "v_ApplyEyeMakeup_g15_c01.avi"],
+        "HandstandPushups": ["v_HandStandPushups_g01_c01.avi", "v_HandStandPushups_g08_c02.avi",
+                             "v_HandStandPushups_g15_c01.avi"],
+        "YoYo": ["v_YoYo_g01_c01.avi", "v_YoYo_g08_c01.avi", "v_YoYo_g15_c01.avi"],
     }
     for cls, names in files.items():
         for name in names:
@@ -33,9 +34,10 @@ def make_ucf(root):
     splits.mkdir()
     # official files use CRLF and some have trailing spaces
     (splits / "classInd.txt").write_bytes(b"".join(f"{i + 1} {c}\r\n".encode() for i, c in enumerate(classes)))
-    for k in (1, 2, 3):
-        train = [f"{c}/{files[c][1]} {i + 1} \r\n" for i, c in enumerate(classes)]
-        test = [f"{c}/{files[c][0]}\r\n" for c in classes]
+    for k in (1, 2, 3):  # split k tests on the k-th file of every class and trains on the other two
+        train = [f"{c}/{name} {i + 1} \r\n" for i, c in enumerate(classes) for j, name in enumerate(files[c])
+                 if j != k - 1]
+        test = [f"{c}/{files[c][k - 1]}\r\n" for c in classes]
         (splits / f"trainlist0{k}.txt").write_text("".join(train), newline="")
         (splits / f"testlist0{k}.txt").write_text("".join(test), newline="")
     return files
@@ -50,7 +52,18 @@ def test_ucf101_layout_and_handstand_quirk(tmp_path):
     assert [r.label for r in test] == [0, 1, 2]
     handstand = [r for r in layout.records(1, "train") if "HandStand" in r.path][0]
     assert handstand.label == 1 and handstand.path.endswith("HandstandPushups/v_HandStandPushups_g08_c02.avi")
-    assert len(layout.listed()) == 6 and layout.missing == []
+    assert len(layout.listed()) == 9 and layout.missing == []
+
+
+@pytest.mark.parametrize("k", ["1", "2", "3"])
+def test_ucf101_split_k_reads_split_k(tmp_path, k):
+    # mutation: every split read from the split-1 files (the fixture's splits differ, so it shows)
+    files = make_ucf(tmp_path)
+    layout = load_layout("ucf101", root=str(tmp_path))
+    test = sorted(r.path.rsplit("/", 1)[1] for r in layout.records(k, "test"))
+    train = sorted(r.path.rsplit("/", 1)[1] for r in layout.records(k, "train"))
+    assert test == sorted(names[int(k) - 1] for names in files.values())
+    assert train == sorted(n for names in files.values() for j, n in enumerate(names) if j != int(k) - 1)
 
 
 def test_ucf101_missing_file_and_explicit_dirs(tmp_path):
@@ -58,7 +71,7 @@ def test_ucf101_missing_file_and_explicit_dirs(tmp_path):
     (tmp_path / "UCF-101" / "YoYo" / "v_YoYo_g01_c01.avi").unlink()
     layout = load_layout("ucf101", videos=str(tmp_path / "UCF-101"), splits=str(tmp_path / "ucfTrainTestlist"))
     assert layout.missing == [str(tmp_path / "UCF-101" / "YoYo" / "v_YoYo_g01_c01.avi")]
-    assert len(layout.records(1, "test")) == 2 and len(layout.listed()) == 6
+    assert len(layout.records(1, "test")) == 2 and len(layout.listed()) == 9
 
 
 def test_ucf101_label_mismatch_and_missing_root(tmp_path):
@@ -78,14 +91,18 @@ def test_hmdb51_names_with_special_characters(tmp_path):
                       "Bodenturnen_2004_-_Mädchen_#_2_cartwheel_f_cm_np1_ri_bad_0.avi",
                       "Tom's & Jerry's cartwheel (take 2)_cartwheel_f_cm_np1_fr_med_1.avi"],
     }
-    ids = {"brush_hair": ["1", "2", "0"], "cartwheel": ["1", "2", "1"]}
+    ids = {  # per split: 1 train, 2 test, 0 unused; the splits differ so that split k must read split k
+        "1": {"brush_hair": ["1", "2", "0"], "cartwheel": ["1", "2", "1"]},
+        "2": {"brush_hair": ["2", "1", "0"], "cartwheel": ["2", "1", "1"]},
+        "3": {"brush_hair": ["2", "1", "0"], "cartwheel": ["1", "1", "2"]},
+    }
     split_dir = tmp_path / "testTrainMulti_7030_splits"
     split_dir.mkdir()
     for cls, files in names.items():
         for name in files:
             touch(tmp_path / "hmdb51_org" / cls / name)
         for k in (1, 2, 3):
-            lines = "".join(f"{n} {i} \r\n" for n, i in zip(files, ids[cls]))
+            lines = "".join(f"{n} {i} \r\n" for n, i in zip(files, ids[str(k)][cls]))
             (split_dir / f"{cls}_test_split{k}.txt").write_text(lines, newline="")
     layout = load_layout("hmdb51", root=str(tmp_path))
     assert layout.classes == ["brush_hair", "cartwheel"] and sorted(layout.splits) == ["1", "2", "3"]
@@ -94,6 +111,10 @@ def test_hmdb51_names_with_special_characters(tmp_path):
     assert any(r.path.endswith("Tom's & Jerry's cartwheel (take 2)_cartwheel_f_cm_np1_fr_med_1.avi") for r in train)
     assert all(r.label == 1 for r in train + test if "cartwheel" in r.video_id)
     assert not any("unused_one" in r.path for r in layout.listed())
+    for k in ("1", "2", "3"):  # mutation: every split read from the split-1 files
+        for subset, wanted in (("train", "1"), ("test", "2")):
+            expected = sorted(n for cls, files in names.items() for n, i in zip(files, ids[k][cls]) if i == wanted)
+            assert sorted(r.path.rsplit("/", 1)[1] for r in layout.records(k, subset)) == expected
 
 
 def test_kinetics_csv_nested_and_flat(tmp_path):
