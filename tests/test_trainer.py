@@ -33,7 +33,7 @@ from ssl_video.errors import EXIT_NONFINITE, EXIT_STOPPED, NonFiniteLoss, UserEr
 from ssl_video.methods import register_method
 from ssl_video.methods.base import Method
 from ssl_video.recipe import OptimConfig, Recipe
-from tests.factories import merge, recipe_from, write_recipe
+from tests.factories import assert_same_state, merge, recipe_from, write_recipe
 
 THIS = Path(__file__).resolve()
 ROOT = THIS.parent.parent
@@ -153,16 +153,6 @@ def recipe(tmp_path: Path, overrides: list[str] | None = None, **sections) -> Re
 
 def weights(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    assert a["step"] == b["step"]
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        for name in sa:
-            assert torch.equal(sa[name], sb[name]), name
 
 
 def metrics(run: Path) -> list[dict]:
@@ -293,6 +283,25 @@ def test_same_seed_same_weights_and_stop_at_step_then_resume_is_bit_identical(tm
     other = train(recipe(tmp_path, seed=4), tmp_path / "other")
     assert other["status"] == "completed"
     assert not torch.equal(weights(tmp_path / "other")["model"]["head.weight"], reference["model"]["head.weight"])
+
+
+def test_the_state_comparison_fails_on_any_missing_or_different_entry(reference):
+    # mutation: a comparison that zips optimizer states (a missing entry would pass unnoticed)
+    import copy
+
+    assert_same_state(reference, copy.deepcopy(reference))
+    for damage in ("drop_momentum", "drop_param", "change_momentum"):
+        broken = copy.deepcopy(reference)
+        state = broken["optimizer"]["state"]
+        first = sorted(state)[0]
+        if damage == "drop_momentum":
+            del state[first]["momentum_buffer"]
+        elif damage == "drop_param":
+            del state[first]
+        else:
+            state[first]["momentum_buffer"].view(-1)[0] += 1e-7
+        with pytest.raises(AssertionError):
+            assert_same_state(reference, broken)
 
 
 # ---------------------------------------------------------------------------------------------- stopping

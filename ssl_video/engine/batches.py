@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["EpochBatchSampler", "collate", "make_loader", "to_device", "batch_size"]
+__all__ = ["EpochBatchSampler", "collate", "make_loader", "close_loader", "to_device", "batch_size"]
 
 
 class EpochBatchSampler:
@@ -61,6 +61,16 @@ def make_loader(dataset, sampler: EpochBatchSampler, num_workers: int, pin_memor
                       collate_fn=getattr(dataset, "collate_fn", None) or collate,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0,
                       worker_init_fn=_leave_signals_to_the_trainer if num_workers > 0 else None)
+
+
+def close_loader(loader) -> None:
+    """Stop the loader's persistent workers now. Left to the garbage collector, a loader caught in a reference
+    cycle keeps its workers alive, and the interpreter then waits for them forever at exit."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    if hasattr(loader, "_iterator"):
+        loader._iterator = None
 
 
 def _leave_signals_to_the_trainer(worker_id: int) -> None:

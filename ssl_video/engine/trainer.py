@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl_video.engine.batches import EpochBatchSampler, batch_size, make_loader, to_device
+from ssl_video.engine.batches import EpochBatchSampler, batch_size, close_loader, make_loader, to_device
 from ssl_video.engine.checkpoint import (
     check_resume,
     checkpoint_state,
@@ -69,8 +69,8 @@ def _make_accelerator(cfg):
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("trainer.device is 'cuda' but no CUDA device is available (use trainer.device=auto)")
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    precision = cfg.mixed_precision if cuda else "no"
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+    precision = cfg.mixed_precision if cuda else ("bf16" if cfg.cpu_autocast else "no")
+    if cuda and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise UserError("this GPU has no bf16 support: use trainer.mixed_precision=fp16 (or no)")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
     # cpu=True is what makes several CPU processes one gloo job (otherwise they train independently)
@@ -170,6 +170,11 @@ def _teardown(accelerator, clean: bool) -> None:
                 accelerator.wait_for_everyone()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+    # Accelerate keeps its settings (mixed precision) in a process-wide singleton; forget them so that a
+    # later train() in the same process (fine-tuning split after split, a notebook) may choose others
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
 
 
 def _saved_state(run: RunDir, config: dict, world: int) -> dict | None:
@@ -222,6 +227,7 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
             status, signum = _loop(run)
         finally:
             run.log.close()
+            close_loader(run.loader)
         summary = _finish(run, status, signum)
         clean = True
         return summary

@@ -54,7 +54,8 @@ class TrainerConfig(Section):
     max_steps: int | None = bounded(None, ge=1)
     grad_accum: int = bounded(1, ge=1)  # micro-batches of data.batch_size per optimizer step
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # CUDA only; always off on the CPU
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # CUDA only; off on the CPU unless cpu_autocast
+    cpu_autocast: bool = False  # bf16 autocast on the CPU too (rarely faster; exercises the AMP path anywhere)
     compile: bool = False  # torch.compile the method
     sync_batchnorm: bool = False  # BatchNorm statistics over every process (CUDA, several processes)
     find_unused_parameters: bool = False  # DDP option for methods that skip parameters in some steps
