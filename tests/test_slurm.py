@@ -320,6 +320,30 @@ def test_a_command_task_runs_the_entry_point_it_was_given(monkeypatch, tmp_path)
     assert b"ssl_video.cli" in data and pickle.loads(data).entry is main
 
 
+def test_install_script_fails_in_ci_only(tmp_path):
+    """Without the Slurm packages and unable to install them, the script exits 0 (the tests skip) except
+    under CI=true, where it exits 1."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"id": "echo 0", "apt-get": "exit 100", "tee": "cat >/dev/null", "chmod": ":",
+                       "rm": ":"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = ROOT / "tests" / "slurm" / "install.sh"
+    for ci, code in (("", 0), ("true", 1), ("false", 0)):
+        env = {"PATH": str(bin_dir), "CI": ci, "HOME": str(tmp_path)}
+        out = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, env=env)
+        assert out.returncode == code, (ci, out.stderr)
+        assert "could not install" in out.stderr
+    (bin_dir / "apt-get").unlink()
+    out = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True,
+                         env={"PATH": str(bin_dir), "CI": "true"})
+    assert out.returncode == 1 and "no apt-get" in out.stderr
+
+
 def test_error_lines_show_the_end_of_the_traceback(tmp_path):
     folder = tmp_path / "slurm"
     folder.mkdir()
