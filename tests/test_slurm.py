@@ -296,6 +296,7 @@ def test_slurm_modules_import_neither_the_command_line_nor_each_other_in_a_cycle
 
 
 def test_a_command_task_runs_the_entry_point_it_was_given(monkeypatch, tmp_path):
+    import os
     import pickle
 
     import cloudpickle
@@ -306,7 +307,7 @@ def test_a_command_task_runs_the_entry_point_it_was_given(monkeypatch, tmp_path)
     seen = []
 
     def entry(argv):
-        seen.append((argv, IN_JOB_ENV in __import__("os").environ, Path.cwd()))
+        seen.append((argv, IN_JOB_ENV in os.environ, Path.cwd()))
         return 0
 
     monkeypatch.delenv(IN_JOB_ENV, raising=False)
@@ -323,7 +324,6 @@ def test_a_command_task_runs_the_entry_point_it_was_given(monkeypatch, tmp_path)
 def test_install_script_fails_in_ci_only(tmp_path):
     """Without the Slurm packages and unable to install them, the script exits 0 (the tests skip) except
     under CI=true, where it exits 1."""
-    import os
     import subprocess
 
     bin_dir = tmp_path / "bin"
