@@ -61,7 +61,8 @@ def index_video(tmp_path):
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A single-node Slurm with accounting (tests/slurm/cluster.py) for this test session; SLURM_CONF points
-    at it while it runs. Skips where the machine cannot run one (not root, packages not installed)."""
+    at it while it runs. Skips where the machine cannot run one (not root, packages not installed), except
+    in CI (CI=true), where the slurm tests must run: there that is an error."""
     import importlib.util
     from pathlib import Path
 
@@ -70,6 +71,9 @@ def slurm_cluster(tmp_path_factory):
     spec.loader.exec_module(module)
     reason = module.unavailable_reason()
     if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"no test Slurm cluster in CI (CI=true, so the slurm tests may not skip): {reason}",
+                        pytrace=False)
         pytest.skip(f"no test Slurm cluster: {reason}")
     cluster = module.Cluster(tmp_path_factory.mktemp("slurm")).start()
     previous = os.environ.get("SLURM_CONF")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ssl_video.cli import main
-from ssl_video.slurm.status import job_states
+from ssl_video.slurm.state import job_states
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -254,7 +254,7 @@ def test_an_array_job_runs_one_shard_per_task(slurm_cluster, data, tmp_path):
     args = Namespace(slurm=str(LOCAL), array=2, shard=None, dry_run=False, job_dir=str(job_dir))
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert submit_command(args, argv) == 0
+        assert submit_command(args, argv, entry=main) == 0
     job_id = re.search(r"submitted Slurm job (\d+)", printed.getvalue()).group(1)
     state = wait_for(job_id, {"COMPLETED", "FAILED", "CANCELLED"})
     assert state.state == "COMPLETED" and state.tasks == {"0": "COMPLETED", "1": "COMPLETED"}

@@ -132,7 +132,9 @@ def _slurm_handler(args, argv: list[str]):
         return None
     submit = getattr(args, "_slurm_submit", None)
     if submit is None:
-        from ssl_video.slurm.submit import submit_command as submit
+        from ssl_video.slurm.submit import submit_command
+
+        return lambda parsed: submit_command(parsed, argv, entry=main)  # the job runs main(argv) itself
     return lambda parsed: submit(parsed, argv)
 
 

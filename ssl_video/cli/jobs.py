@@ -22,7 +22,8 @@ def register(subparsers) -> None:
 
 def run_jobs(args) -> int:
     from ssl_video.errors import UserError
-    from ssl_video.slurm.status import cancel, describe, find_job_dirs
+    from ssl_video.slurm.jobs import find_job_dirs
+    from ssl_video.slurm.status import cancel, describe
 
     target = list(args.target)
     if target and target[0] == "cancel":

@@ -1,8 +1,5 @@
-"""What ``ssl-video jobs`` shows: job states from Slurm accounting, plus what the job directory holds.
-
-States come from ``sacct --duplicates`` (every start of a requeued job is one record, so the requeue count
-is the number of records minus one); jobs accounting does not know yet (just submitted) or at all (a
-cluster without accounting) are looked up with ``squeue``, and are ``UNKNOWN`` once they have left it.
+"""What ``ssl-video jobs`` shows: each job's state (:mod:`ssl_video.slurm.state`), plus what the job
+directory holds (the run's last step and checkpoint, the end of the logs, the last traceback), and cancelling.
 """
 
 from __future__ import annotations
@@ -11,100 +8,13 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssl_video.errors import UserError
-from ssl_video.slurm.submit import JOBS_FILE, SLURM_SUBDIR, read_jobs
+from ssl_video.slurm.jobs import SLURM_SUBDIR, jobs_path, read_jobs
+from ssl_video.slurm.state import ACTIVE_STATES, BAD_STATES, active_jobs, states_of
 
-__all__ = ["ACTIVE_STATES", "JobState", "job_states", "find_job_dirs", "describe", "cancel", "log_files",
-           "tail_lines", "error_lines"]
-
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "CONFIGURING",
-                 "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"}
-BAD_STATES = ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "CANCELLED",
-              "PREEMPTED")
-
-
-@dataclass
-class JobState:
-    job_id: str
-    state: str = "UNKNOWN"
-    requeues: int = 0
-    exit_code: str = ""
-    elapsed: str = ""
-    tasks: dict[str, str] = field(default_factory=dict)  # array task id -> state
-
-
-def _run(command: list[str]) -> str | None:
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def _overall(states: list[str]) -> str:
-    for state in states:
-        if state in ACTIVE_STATES:
-            return state
-    for bad in BAD_STATES:
-        if bad in states:
-            return bad
-    return states[-1] if states else "UNKNOWN"
-
-
-def job_states(job_ids: list[str]) -> dict[str, JobState]:
-    """State of each job id (array jobs: of all their tasks) from sacct, then squeue."""
-    ids = [str(j) for j in job_ids]
-    result = {j: JobState(j) for j in ids}
-    if not ids:
-        return result
-    records: dict[str, list[list[str]]] = {}
-    out = _run(["sacct", "-j", ",".join(ids), "--duplicates", "--allocations", "--parsable2", "--noheader",
-                "--format=JobID,State,ExitCode,Elapsed"])
-    for line in (out or "").splitlines():
-        parts = line.split("|")
-        if len(parts) == 4:
-            parts[1] = parts[1].split()[0] if parts[1].strip() else "UNKNOWN"  # "CANCELLED by 0"
-            records.setdefault(parts[0], []).append(parts)
-    missing = []
-    for job_id in ids:
-        tasks = {k: v for k, v in records.items() if k == job_id or k.startswith(f"{job_id}_")}
-        if not tasks:
-            missing.append(job_id)
-            continue
-        state = result[job_id]
-        last = {task: rows[-1] for task, rows in tasks.items()}
-        state.state = _overall([row[1] for row in last.values()])
-        state.requeues = max(len(rows) - 1 for rows in tasks.values())
-        first = last.get(job_id) or next(iter(last.values()))
-        state.exit_code, state.elapsed = first[2], first[3]
-        if len(tasks) > 1 or job_id not in tasks:
-            state.tasks = {task.split("_", 1)[1]: row[1] for task, row in sorted(last.items())}
-    # the queue too: jobs accounting has not recorded yet, and array tasks not dispatched yet (an array job whose
-    # recorded tasks all finished is not finished while another task still waits in the queue)
-    queue = _run(["squeue", "--noheader", "--jobs", ",".join(ids), "--format=%i|%T|%M"])
-    seen: dict[str, list[str]] = {}
-    for line in (queue or "").splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3:
-            seen.setdefault(parts[0].split("_")[0], []).append(parts[1])
-    for job_id, queued in seen.items():
-        if job_id in result:
-            recorded = [] if job_id in missing else [result[job_id].state]
-            result[job_id].state = _overall(queued + recorded)
-    return result
-
-
-def find_job_dirs(root: str | Path = "runs") -> list[Path]:
-    """Directories under ``root`` (two levels deep at most) that have submitted jobs, oldest first."""
-    root = Path(root)
-    found = {p.parent.parent for pattern in (f"*/{SLURM_SUBDIR}/{JOBS_FILE}", f"*/*/{SLURM_SUBDIR}/{JOBS_FILE}")
-             for p in root.glob(pattern)}
-    if (root / SLURM_SUBDIR / JOBS_FILE).is_file():
-        found.add(root)
-    return sorted(found, key=lambda p: (p / SLURM_SUBDIR / JOBS_FILE).stat().st_mtime)
+__all__ = ["describe", "cancel", "log_files", "tail_lines", "error_lines"]
 
 
 def log_files(job_dir: Path, job_id: str, kind: str) -> list[Path]:
@@ -183,8 +93,8 @@ def describe(job_dir: str | Path, tail: int = 5) -> str:
     job_dir = Path(job_dir)
     jobs = read_jobs(job_dir)
     if not jobs:
-        raise UserError(f"{job_dir} has no submitted jobs ({job_dir / SLURM_SUBDIR / JOBS_FILE} not found)")
-    states = job_states([job["job_id"] for job in jobs])
+        raise UserError(f"{job_dir} has no submitted jobs ({jobs_path(job_dir)} not found)")
+    states = states_of(jobs)
     lines = [f"{job_dir}"]
     for job in jobs:
         st = states[job["job_id"]]
@@ -211,11 +121,9 @@ def describe(job_dir: str | Path, tail: int = 5) -> str:
 
 def cancel(job_dir: str | Path) -> list[str]:
     """scancel every job of ``job_dir`` that is not finished; returns their ids."""
-    jobs = read_jobs(job_dir)
-    if not jobs:
+    if not read_jobs(job_dir):
         raise UserError(f"{job_dir} has no submitted jobs")
-    states = job_states([job["job_id"] for job in jobs])
-    active = [j for j, st in states.items() if st.state in ACTIVE_STATES]
+    active = list(active_jobs(job_dir))
     if active:
         out = subprocess.run(["scancel", *active], capture_output=True, text=True)
         if out.returncode != 0:

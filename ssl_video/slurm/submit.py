@@ -13,16 +13,15 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ssl_video.errors import UserError
+from ssl_video.slurm.jobs import SLURM_SUBDIR, record_job
 from ssl_video.slurm.profile import SlurmProfile, load_profile
 
-__all__ = ["SLURM_SUBDIR", "JOBS_FILE", "sbatch_parameters", "sbatch_script", "read_jobs", "record_job",
-           "strip_options", "submit_training", "submit_command"]
+__all__ = ["sbatch_parameters", "sbatch_script", "strip_options", "submit_training", "submit_command"]
 
-SLURM_SUBDIR = "slurm"
-JOBS_FILE = "jobs.json"
 # the options that only say how to submit: removed from the command line a job runs
 SUBMIT_OPTIONS = {"--slurm": True, "--job-dir": True, "--dry-run": False, "--array": True, "--nodes": True}
 
@@ -86,27 +85,6 @@ def _submit(submit, *args):
         raise UserError(f"sbatch refused the job: {detail}") from None
 
 
-def read_jobs(job_dir: str | Path) -> list[dict]:
-    """The jobs submitted for ``job_dir`` (oldest first); [] when none were."""
-    import json
-
-    path = Path(job_dir) / SLURM_SUBDIR / JOBS_FILE
-    if not path.is_file():
-        return []
-    try:
-        return list(json.loads(path.read_text()).get("jobs", []))
-    except (OSError, ValueError):
-        raise UserError(f"{path} is not a valid jobs file") from None
-
-
-def record_job(job_dir: Path, entry: dict) -> None:
-    from ssl_video.engine.run_dir import write_json
-
-    folder = job_dir / SLURM_SUBDIR
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / JOBS_FILE, {"jobs": [*read_jobs(job_dir), entry]})
-
-
 def strip_options(argv: list[str], options: dict[str, bool] | None = None) -> list[str]:
     """``argv`` without the submission options (``--slurm X``, ``--slurm=X``, ``--dry-run``, ...)."""
     options = SUBMIT_OPTIONS if options is None else options
@@ -124,16 +102,12 @@ def strip_options(argv: list[str], options: dict[str, bool] | None = None) -> li
 
 
 def _refuse_if_active(job_dir: Path) -> None:
-    from ssl_video.slurm.status import ACTIVE_STATES, job_states
+    from ssl_video.slurm.state import active_jobs
 
-    jobs = read_jobs(job_dir)
-    if not jobs:
-        return
-    states = job_states([job["job_id"] for job in jobs])
-    active = [f"{job['job_id']} ({states[job['job_id']].state})" for job in jobs
-              if states[job["job_id"]].state in ACTIVE_STATES]
+    active = active_jobs(job_dir)
     if active:
-        raise UserError(f"{job_dir} already has a job that is not finished: {', '.join(active)}; wait for it or "
+        listed = ", ".join(f"{job_id} ({state})" for job_id, state in active.items())
+        raise UserError(f"{job_dir} already has a job that is not finished: {listed}; wait for it or "
                         f"cancel it with `ssl-video jobs cancel {job_dir}`")
 
 
@@ -203,8 +177,9 @@ def _command_words(argv: list[str]) -> list[str]:
     return words[:2] if len(words) > 2 else words
 
 
-def submit_command(args, argv: list[str]) -> int:
-    """The generic ``--slurm PROFILE`` handler: one job (or an ``--array``) running the same command line."""
+def submit_command(args, argv: list[str], entry: Callable[[list[str]], int]) -> int:
+    """The generic ``--slurm PROFILE`` handler: one job (or an ``--array``) running the same command line
+    through ``entry(argv) -> exit code`` (the command line's ``main``; see :class:`~.tasks.CommandTask`)."""
     profile = load_profile(args.slurm)
     command = strip_options(argv)
     words = _command_words(command)
@@ -224,7 +199,7 @@ def submit_command(args, argv: list[str]) -> int:
     from ssl_video.slurm.tasks import CommandTask
 
     executor = _executor(folder, params, profile)
-    task = CommandTask(command, os.getcwd())
+    task = CommandTask(entry, command, os.getcwd())
     if array is None:
         job = _submit(executor.submit, task)
         job_id, what = job.job_id, "ssl-video " + " ".join(words)

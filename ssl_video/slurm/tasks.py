@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import submitit
 
@@ -58,19 +59,21 @@ class TrainTask(submitit.helpers.Checkpointable):
 
 
 class CommandTask(submitit.helpers.Checkpointable):
-    """Run ``ssl-video ARGV`` inside the job (with ``--shard I/N`` added for the tasks of an array)."""
+    """Run ``ssl-video ARGV`` inside the job (with ``--shard I/N`` added for the tasks of an array).
 
-    def __init__(self, argv: list[str], cwd: str):
-        self.argv, self.cwd = list(argv), cwd
+    ``entry`` is the command line's entry point, ``entry(argv) -> exit code``, handed over by whoever submits
+    (the CLI hands its ``main``): a module-level function pickles as a reference by name, so the job imports
+    it where it runs and this package never imports the command line."""
+
+    def __init__(self, entry: Callable[[list[str]], int], argv: list[str], cwd: str):
+        self.entry, self.argv, self.cwd = entry, list(argv), cwd
 
     def __call__(self, shard: str | None = None) -> int:
-        from ssl_video.cli import main
-
         prepare_process()
         os.chdir(self.cwd)
         argv = [*self.argv, "--shard", shard] if shard is not None else self.argv
         print(f"[ssl-video] running: ssl-video {' '.join(argv)}", flush=True)
-        code = main(argv)
+        code = self.entry(argv)
         sys.stdout.flush()
         if code != 0:
             raise RuntimeError(f"`ssl-video {' '.join(argv)}` exited with code {code}")
