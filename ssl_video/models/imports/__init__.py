@@ -84,7 +84,7 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if any(mark in str(exc) for mark in ("Unsupported global", "GLOBAL", "safe_globals")):
             raise UserError(f"{path}: the file holds Python objects besides tensors; refusing to unpickle it") \
                 from None
         raise UserError(f"{path} is corrupt or truncated (not a readable checkpoint: {one_line(exc)})") from None
@@ -146,7 +146,7 @@ def load_mapped(model: torch.nn.Module, state: dict[str, torch.Tensor], rename: 
             mapped[key] = expected[key]
     check_state_dict(model, mapped, what)
     model.load_state_dict(mapped, strict=True)
-    return dropped
+    return sorted(dropped)
 
 
 def import_checkpoint(fmt: str, source: str | Path, out: str | Path, options: ImportOptions | None = None) -> Path:
