@@ -11,7 +11,6 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import ssl_video
 from ssl_video.cli import main

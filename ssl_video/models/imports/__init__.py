@@ -112,11 +112,6 @@ def state_dict_of(obj: Any, what: str, wrappers: Iterable[str] = WRAPPERS) -> di
     return state
 
 
-def _names(keys: Iterable[str], limit: int = 5) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_mapped(model: torch.nn.Module, state: dict[str, torch.Tensor], rename: Callable[[str], str | None],
                 what: str, reshape: Callable[[str, torch.Tensor, torch.Size], torch.Tensor] | None = None,
                 optional: Callable[[str], bool] = lambda key: False) -> list[str]:
@@ -126,7 +121,7 @@ def load_mapped(model: torch.nn.Module, state: dict[str, torch.Tensor], rename: 
     Unknown keys (renamed to a key the model lacks), missing keys (those ``optional`` does not excuse) and
     shape mismatches are one-line errors naming the first few. Returns the file keys left out.
     """
-    from ssl_video.models.io import check_state_dict
+    from ssl_video.models.io import _names, check_state_dict
 
     expected = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
