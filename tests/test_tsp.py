@@ -163,7 +163,7 @@ def tsp_recipe(root: Path, tmp_path: Path, **tsp) -> Recipe:
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0},
         "trainer": {"max_steps": 3, "log_every": 1, "checkpoint_every": 0, "progress": False, "tensorboard": False,
                     "device": "cpu"},
-        "tsp": {"encoder": "r2plus1d_18", "encoder_args": {"width": 0.0625}, "train_csv": str(root / "train_groundtruth.csv"),
+        "tsp": {"encoder": "r2plus1d_18", "encoder_args": {"width": 0.0625}, "allow_random_init": True, "train_csv": str(root / "train_groundtruth.csv"),
                 "gvf": str(root / "gvf.h5"), "clips_per_segment": 2, "freeze_stem": False, **tsp},
     }
     return recipe_from(tmp_path, data)

@@ -293,9 +293,8 @@ def input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _encoder(cfg: StiCAConfig, role: str, defaults: dict[str, Any]) -> nn.Module:
-    from ssl_video.models.registry import create_encoder
+    """``stica.<role>_encoder``: a zoo name (random init, ``defaults`` from the clip) or an encoder directory."""
+    from ssl_video.models.io import resolve_encoder
 
-    encoder = create_encoder(getattr(cfg, f"{role}_encoder"), **{**defaults, **getattr(cfg, f"{role}_encoder_args")})
-    if encoder.spec.modality != role:
-        raise UserError(f"stica.{role}_encoder: '{encoder.encoder_name}' is a {encoder.spec.modality} encoder")
-    return encoder
+    return resolve_encoder(getattr(cfg, f"{role}_encoder"), getattr(cfg, f"{role}_encoder_args"), defaults=defaults,
+                           modality=role, key=f"stica.{role}_encoder").model.train()

@@ -68,6 +68,7 @@ class TSP(Method):
         from ssl_video.data.datasets.tsp import action_classes, read_ground_truth_csv
 
         cfg = recipe.tsp
+        _check_initial_encoder(cfg)
         num_classes = cfg.num_classes
         if not num_classes:
             if cfg.train_csv is None:
@@ -95,6 +96,7 @@ class TSP(Method):
         from ssl_video.features.gvf import read_gvf
 
         cfg, data = recipe.tsp, recipe.data
+        _check_initial_encoder(cfg)  # before any data is read
         if cfg.train_csv is None:
             raise ConfigError("tsp.train_csv", "missing: give the TSP ground-truth CSV of the training videos")
         videos = data.videos or data.root
@@ -155,6 +157,18 @@ class TSP(Method):
     def parameter_groups(self) -> list[dict]:
         return [self.group("backbone", self.video_encoder, lr_scale=self.backbone_lr_scale),
                 self.group("heads", self.action_head, self.region_head)]
+
+
+def _check_initial_encoder(cfg: TSPConfig) -> None:
+    """TSP starts from a pretrained encoder; a zoo name (random weights) needs ``tsp.allow_random_init``."""
+    from ssl_video.models.io import is_encoder_directory
+
+    if cfg.allow_random_init or is_encoder_directory(cfg.encoder):
+        return
+    raise ConfigError("tsp.encoder", f"'{cfg.encoder}' is a zoo name (random weights), and TSP starts from a "
+                      "Kinetics-pretrained encoder: ssl-video import tsp r2plus1d_34-tac_on_kinetics-0547130e.pth "
+                      "--out encoders/r2plus1d_34_kinetics, then tsp.encoder=encoders/r2plus1d_34_kinetics "
+                      "(or set tsp.allow_random_init=true)")
 
 
 def _encoder(cfg: TSPConfig, clip, seed: int) -> nn.Module:

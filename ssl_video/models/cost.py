@@ -9,8 +9,13 @@ channel with softmax coefficients over the views:
   mixing layer (C -> C, shared by the views) and a view mixing layer (3 -> 3) give the logits.
 
 So a CoST layer has the weights of a 2-D 3x3 conv (plus 3C for (a) or C^2 + 9 for (b)), and a CoST-ResNet
-stays close to the 2-D ResNet it is built from. Here CoST layers replace the 3x3 conv of alternate residual
-blocks (``COST_BLOCKS``); the other blocks keep 1x3x3 (per-frame) convs. Parameter names follow
+stays close to the 2-D ResNet it is built from. CoST layers replace the 3x3 conv of the bottlenecks the
+official pattern names (``COST_BLOCKS``, from hikvision-research/cost ``configs/_base_/models/*.py``); the
+other blocks keep 1x3x3 (per-frame) convs. ``block_pattern="i3d"`` keeps MMAction2's generic I3D pattern
+for R50 instead. Official behaviour followed (hikvision-research/cost ``cost/models/common/conv_cost.py``,
+``cost/models/backbones/resnet3d_cost.py`` and MMAction2's ``ResNet3d``): CoST(a) logits start at
+(0.7, -0.7, -0.7), i.e. 67% / 16.5% / 16.5% with the spatial view favoured; after ``layer1`` a (2, 1, 1)
+max-pool with stride 2 (no padding) halves the frames. See docs/FIDELITY.md, section CoST. Parameter names follow
 torchvision's 2-D ResNets (``conv1``, ``bn1``, ``layer1.0.conv1`` ...), and a CoST kernel has exactly the
 shape of the 2-D kernel it replaces.
 
@@ -30,18 +35,24 @@ from ssl_video.models.video import init_resnet_weights
 
 __all__ = [
     "VIEW_NAMES", "CoSTConv", "CoSTResNet", "cost_layers", "view_contributions",
-    "cost_r18", "cost_r50",
+    "cost_r18", "cost_r50", "cost_r101", "COST_BLOCKS", "COST_INIT_LOGITS",
 ]
 
 VIEW_NAMES = ("H-W", "T-W", "T-H")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# which blocks of each stage hold a CoST layer (1) or a per-frame 1x3x3 conv (0): every other block
+# which blocks of each stage hold a CoST layer (1) or a per-frame 1x3x3 conv (0). R50 / R101: the official
+# `inflate` of hikvision-research/cost configs/_base_/models/{i3d_r50_8f,costb_r101_8f}.py; "cost_r50:i3d":
+# MMAction2's generic I3D-R50 pattern (the one used here before); R18 has no official model (every other block)
 COST_BLOCKS = {
     "cost_r18": ((1, 0), (1, 0), (1, 0), (0, 1)),
-    "cost_r50": ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)),
+    "cost_r50": ((0, 1, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (1, 0, 1)),
+    "cost_r50:i3d": ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)),
+    "cost_r101": ((0, 1, 0), (1, 0, 1, 0), (1, 0) * 11 + (1,), (0, 1, 0)),
 }
+# CoST(a) initial view logits (H-W, T-W, T-H): softmax -> 0.670 / 0.165 / 0.165 (official CoSTa.init_weights)
+COST_INIT_LOGITS = (0.7, -0.7, -0.7)
 
 
 class CoSTConv(nn.Module):
@@ -56,8 +67,8 @@ class CoSTConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         if variant == "a":
-            # zeros: the three views start with equal weight
-            self.view_logits = nn.Parameter(torch.zeros(out_channels, 3))
+            # the spatial view starts favoured: softmax(0.7, -0.7, -0.7) = 67% / 16.5% / 16.5%
+            self.view_logits = nn.Parameter(torch.tensor(COST_INIT_LOGITS).repeat(out_channels, 1))
         else:
             self.channel_mix = nn.Linear(out_channels, out_channels, bias=False)
             self.view_mix = nn.Linear(3, 3, bias=False)
@@ -158,8 +169,9 @@ class CoSTBottleneck(nn.Module):
 class CoSTResNet(Encoder):
     """A 2-D ResNet whose alternate blocks hold CoST layers.
 
-    Stem: 1x7x7 conv (stride 2) and 1x3x3 max-pool (stride 2) per frame; after ``layer1`` a temporal max-pool
-    halves the frames; ``layer2``-``layer4`` halve the spatial size (output stride 32 in space, 2 in time).
+    Stem: 1x7x7 conv (stride 2) and 1x3x3 max-pool (stride 2) per frame; after ``layer1`` a 2x1x1 temporal
+    max-pool (stride 2) halves the frames (MMAction2's ``pool2``); ``layer2``-``layer4`` halve the spatial
+    size (output stride 32 in space, 2 in time). Needs at least 2 frames.
     """
 
     def __init__(self, block: type[nn.Module], pattern: tuple[tuple[int, ...], ...], variant: str = "b",
@@ -174,7 +186,7 @@ class CoSTResNet(Encoder):
         self.bn1 = nn.BatchNorm3d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
-        self.temporal_pool = nn.MaxPool3d((3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0))
+        self.temporal_pool = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
         in_channels = stem
         for index, (stage, planes) in enumerate(zip(pattern, (64, 128, 256, 512), strict=True)):
             planes = scaled_channels(planes, width)
@@ -206,9 +218,19 @@ def cost_r18(width: float = 1.0, cost_variant: str = "b") -> CoSTResNet:
 
 
 @register_encoder(modality="video", **_COST_INPUT)
-def cost_r50(width: float = 1.0, cost_variant: str = "b") -> CoSTResNet:
-    """CoST-ResNet-50: CoST layers in alternate bottlenecks, 2048-d; cost_variant 'a' or 'b'."""
-    return CoSTResNet(CoSTBottleneck, COST_BLOCKS["cost_r50"], variant=cost_variant, width=width)
+def cost_r50(width: float = 1.0, cost_variant: str = "b", block_pattern: str = "official") -> CoSTResNet:
+    """CoST-ResNet-50: CoST layers in 8 bottlenecks (official pattern), 2048-d; cost_variant 'a' or 'b'."""
+    if block_pattern not in ("official", "i3d"):
+        raise UserError(f"block_pattern must be 'official' (hikvision-research/cost) or 'i3d' (MMAction2's I3D-R50), "
+                        f"got {block_pattern!r}")
+    key = "cost_r50" if block_pattern == "official" else "cost_r50:i3d"
+    return CoSTResNet(CoSTBottleneck, COST_BLOCKS[key], variant=cost_variant, width=width)
+
+
+@register_encoder(modality="video", **_COST_INPUT)
+def cost_r101(width: float = 1.0, cost_variant: str = "b") -> CoSTResNet:
+    """CoST-ResNet-101: CoST layers in 16 bottlenecks (official pattern), 2048-d; cost_variant 'a' or 'b'."""
+    return CoSTResNet(CoSTBottleneck, COST_BLOCKS["cost_r101"], variant=cost_variant, width=width)
 
 
 def cost_layers(encoder: nn.Module) -> list[tuple[str, CoSTConv]]:
@@ -225,7 +247,7 @@ def view_contributions(encoder: nn.Module, clips: torch.Tensor | None = None) ->
     """
     layers = cost_layers(encoder)
     if not layers:
-        raise UserError("this encoder has no CoST layers (view contributions exist only for cost_r18 / cost_r50)")
+        raise UserError("this encoder has no CoST layers (view contributions exist only for the cost_* encoders)")
     if clips is None:
         if any(layer.variant == "b" for _, layer in layers):
             raise UserError("CoST(b) view coefficients depend on the input: pass clips to view_contributions")

@@ -13,6 +13,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from ssl_video.errors import UserError
 from ssl_video.models.registry import Encoder, check_width, register_encoder, scaled_channels
 
 __all__ = ["VideoResNet", "S3D", "r2plus1d_18", "r2plus1d_34", "r3d_18", "mc3_18", "s3d"]
@@ -50,17 +51,20 @@ def spacetime_conv(kind: str, in_channels: int, out_channels: int, mid_channels:
 class VideoBasicBlock(nn.Module):
     """Residual block of two space-time convs (``conv1``, ``conv2``) with an optional 1x1x1 shortcut."""
 
-    def __init__(self, in_channels: int, out_channels: int, kind: str, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kind: str, stride: int = 1,
+                 separable_mid: str = "block"):
         super().__init__()
-        # one hidden width for both convs of the block, computed from the block's input and output widths
+        # "block" (torchvision): one hidden width for both convs, from the block's input and output widths;
+        # "conv" (IG65M / TSP R(2+1)D-34): each conv's hidden width from its own input and output widths
         mid = separable_mid_channels(in_channels, out_channels)
+        mid2 = separable_mid_channels(out_channels, out_channels) if separable_mid == "conv" else mid
         self.conv1 = nn.Sequential(
             spacetime_conv(kind, in_channels, out_channels, mid, stride),
             nn.BatchNorm3d(out_channels),
             nn.ReLU(inplace=True),
         )
         self.conv2 = nn.Sequential(
-            spacetime_conv(kind, out_channels, out_channels, mid, 1), nn.BatchNorm3d(out_channels)
+            spacetime_conv(kind, out_channels, out_channels, mid2, 1), nn.BatchNorm3d(out_channels)
         )
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -107,12 +111,23 @@ class VideoResNet(Encoder):
 
     ``frame_diff``: the stem also sees the forward frame differences (6 input channels; the input
     contract stays RGB). Not in torchvision's models; useful when motion is small against a static scene.
+    ``bn_eps`` / ``bn_momentum``: every BatchNorm's settings (torchvision: 1e-5 / 0.1; the IG65M R(2+1)D-34
+    that TSP starts from: 1e-3 / 0.9, HumamAlwassel/TSP ``models/backbone.py``). ``separable_mid``: hidden
+    width of a block's second (2+1)D conv, ``"block"`` (torchvision) or ``"conv"`` (IG65M / TSP R(2+1)D-34,
+    which differs in the first block of layers 2-4).
     """
 
     def __init__(self, blocks: tuple[int, int, int, int], conv_kinds: tuple[str, str, str, str], stem: str,
-                 width: float = 1.0, frame_diff: bool = False):
+                 width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 separable_mid: str = "block"):
         super().__init__()
         width = check_width(width)
+        if separable_mid not in ("block", "conv"):
+            raise UserError(f"separable_mid must be 'block' (torchvision) or 'conv' (IG65M/TSP), "
+                            f"got {separable_mid!r}")
+        for key, value in (("bn_eps", bn_eps), ("bn_momentum", bn_momentum)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise UserError(f"{key} must be a number in (0, 1], got {value!r}")
         self.frame_diff = bool(frame_diff)
         channels = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
         self.stem = video_stem(stem, channels[0], width, in_channels=6 if self.frame_diff else 3)
@@ -121,10 +136,14 @@ class VideoResNet(Encoder):
             stride = 1 if index == 0 else 2
             layer = []
             for block in range(count):
-                layer.append(VideoBasicBlock(in_channels, out_channels, kind, stride if block == 0 else 1))
+                layer.append(VideoBasicBlock(in_channels, out_channels, kind, stride if block == 0 else 1,
+                                             separable_mid))
                 in_channels = out_channels
             self.add_module(f"layer{index + 1}", nn.Sequential(*layer))
         init_resnet_weights(self)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.eps, module.momentum = float(bn_eps), float(bn_momentum)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(frame_differences(x) if self.frame_diff else x)
@@ -147,9 +166,11 @@ _RESNET_VIDEO_INPUT = dict(fps=15.0, crop_size=112, resize_size=(128, 171), mean
     modality="video", frames=30, fps=30.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
     source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 30 frames at 30 fps, 112x112",
 )
-def r2plus1d_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
+def r2plus1d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                separable_mid: str = "block") -> VideoResNet:
     """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder)."""
-    return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff)
+    return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
+                       bn_momentum=bn_momentum, separable_mid=separable_mid)
 
 
 @register_encoder(
@@ -157,27 +178,34 @@ def r2plus1d_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
     source="TSP (Alwassel et al. 2021), official code HumamAlwassel/TSP: 16 frames at 15 fps, "
            "resize 128x171, crop 112",
 )
-def r2plus1d_34(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
-    """R(2+1)D-34: (2+1)D basic blocks 3-4-6-3, 512-d (the TSP encoder)."""
-    return VideoResNet((3, 4, 6, 3), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff)
+def r2plus1d_34(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                separable_mid: str = "block") -> VideoResNet:
+    """R(2+1)D-34: (2+1)D basic blocks 3-4-6-3, 512-d (the TSP encoder; its published weights need
+    bn_eps=0.001, bn_momentum=0.9, separable_mid='conv', which `ssl-video import tsp` records)."""
+    return VideoResNet((3, 4, 6, 3), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
+                       bn_momentum=bn_momentum, separable_mid=separable_mid)
 
 
 @register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112); also a TSP backbone",
 )
-def r3d_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
+def r3d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5,
+           bn_momentum: float = 0.1) -> VideoResNet:
     """R3D-18: 3x3x3 basic blocks 2-2-2-2, 512-d."""
-    return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width, frame_diff=frame_diff)
+    return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
+                       bn_momentum=bn_momentum)
 
 
 @register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112)",
 )
-def mc3_18(width: float = 1.0, frame_diff: bool = False) -> VideoResNet:
+def mc3_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5,
+           bn_momentum: float = 0.1) -> VideoResNet:
     """MC3-18: 3x3x3 convs in layer1, 1x3x3 (no temporal) in layers 2-4, 512-d."""
-    return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width, frame_diff=frame_diff)
+    return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width, frame_diff=frame_diff,
+                       bn_eps=bn_eps, bn_momentum=bn_momentum)
 
 
 # ---------------------------------------------------------------------------------------------- S3D

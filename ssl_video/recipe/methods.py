@@ -124,8 +124,9 @@ class StiCAConfig(Section):
 class TSPConfig(Section):
     """The ``tsp:`` recipe section (method ``tsp``; defaults: the published ActivityNet settings)."""
 
-    encoder: str = "r2plus1d_34"  # zoo name (random init) or an exported encoder directory (e.g. Kinetics)
+    encoder: str = "r2plus1d_34"  # an encoder directory (`ssl-video import tsp ...`: Kinetics) or a zoo name
     encoder_args: dict[str, Any] = field(default_factory=dict)  # zoo constructor overrides
+    allow_random_init: bool = False  # a zoo name (random weights) is refused unless this is true
     train_csv: str | None = field(default=None, metadata={"path": "file"})  # TSP ground-truth CSV
     gvf: str | None = field(default=None, metadata={"path": "file"})  # `ssl-video tsp gvf` output
     global_feature: Literal["gvf", "none"] = "gvf"  # what the region head sees next to the clip feature
