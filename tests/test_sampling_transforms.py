@@ -58,6 +58,20 @@ def test_random_resized_crop_box_respects_bounds():
     assert center_crop_box(60, 80, 50) == (5, 15, 50, 50)
 
 
+@pytest.mark.parametrize("height, width", [(128, 171), (128, 228), (228, 128), (180, 320), (720, 1280)])
+@pytest.mark.parametrize("scale, ratio", [((0.5731, 0.5731), (1.0, 1.0)), ((0.14, 1.0), (3 / 4, 4 / 3)),
+                                          ((0.9, 1.0), (3 / 4, 4 / 3))])
+def test_random_resized_crop_box_varies_on_every_aspect(height, width, scale, ratio):
+    # 4:3, 16:9 and 9:16 frames with the shipped crop scales: the box must move from draw to draw.
+    # Catches: restoring the fixed centred fallback (a 16:9 frame with the TSP scale then gives 1 box in 200)
+    rng = random.Random(3)
+    boxes = [random_resized_crop_box(height, width, scale, ratio, rng) for _ in range(200)]
+    for top, left, h, w in boxes:
+        assert 0 <= top and top + h <= height and 0 <= left and left + w <= width and h > 0 and w > 0
+        assert ratio[0] - 0.05 <= w / h <= ratio[1] + 0.05
+    assert len(set(boxes)) >= 20
+
+
 def test_video_transform_same_crop_on_every_frame():
     frame = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
     video = frame.expand(6, -1, -1, -1).clone()  # identical frames

@@ -24,7 +24,13 @@ __all__ = [
 
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
                             rng: random.Random) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect in ``ratio``."""
+    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect in ``ratio``.
+
+    Ten tries as torchvision's RandomResizedCrop draws them; when they all fail (a crop the frame cannot
+    hold, e.g. a square crop of 57% of a 16:9 frame) the crop is NOT the one fixed centred box torchvision
+    falls back to (every clip of the video would train on the same pixels): the aspect is drawn again and
+    the area is capped at the largest crop of that aspect the frame holds, at a random position.
+    """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
@@ -34,15 +40,13 @@ def random_resized_crop_box(height: int, width: int, scale: tuple[float, float],
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             return rng.randint(0, height - h), rng.randint(0, width - w), h, w
-    # fall back to the largest centred crop within the ratio range
-    aspect = width / height
-    if aspect < ratio[0]:
-        w, h = width, int(round(width / ratio[0]))
-    elif aspect > ratio[1]:
-        h, w = height, int(round(height * ratio[1]))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
+    aspect = math.exp(rng.uniform(*log_ratio))
+    largest = min(width * width / aspect, height * height * aspect)  # w <= width and h <= height
+    high = min(area * scale[1], largest)
+    target = rng.uniform(min(area * scale[0], high), high)
+    w = min(width, max(1, int(math.sqrt(target * aspect))))
+    h = min(height, max(1, int(math.sqrt(target / aspect))))
+    return rng.randint(0, height - h), rng.randint(0, width - w), h, w
 
 
 def center_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
