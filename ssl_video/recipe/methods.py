@@ -128,6 +128,11 @@ class TSPConfig(Section):
     encoder_args: dict[str, Any] = field(default_factory=dict)  # zoo constructor overrides
     train_csv: str | None = field(default=None, metadata={"path": "file"})  # TSP ground-truth CSV
     gvf: str | None = field(default=None, metadata={"path": "file"})  # `ssl-video tsp gvf` output
+    # the validation split, evaluated after every epoch (clips evenly spaced in each segment, centre crop);
+    # never a test split: trainer.best_metric picks checkpoints/best.pt on it
+    valid_csv: str | None = field(default=None, metadata={"path": "file"})
+    valid_videos: str | None = field(default=None, metadata={"path": "dir"})  # None: data.videos
+    valid_gvf: str | None = field(default=None, metadata={"path": "file"})  # None: tsp.gvf
     global_feature: Literal["gvf", "none"] = "gvf"  # what the region head sees next to the clip feature
     clips_per_segment: int = bounded(5, ge=1)  # clips per segment per epoch
     action_weight: float = bounded(1.0, ge=0)
@@ -139,6 +144,14 @@ class TSPConfig(Section):
     def check(self) -> None:
         if self.action_weight == 0 and self.region_weight == 0:
             raise ConfigError("region_weight", "action_weight and region_weight are both 0: nothing to learn")
+        if self.valid_csv is not None:
+            from pathlib import PurePath
+
+            if "test" in PurePath(self.valid_csv).name.lower():
+                raise ConfigError("valid_csv", f"{self.valid_csv} looks like a test split: validation (and "
+                                  "best.pt) must use a validation split")
+            if self.train_csv is not None and PurePath(self.valid_csv) == PurePath(self.train_csv):
+                raise ConfigError("valid_csv", "is the training CSV: give a held-out validation split")
 
     def check_recipe(self, recipe) -> None:
         if recipe.data.dataset != "tsp":
