@@ -60,6 +60,9 @@ class FeatureCropConfig(Section):
     temporal_large_window: int | float = 0.75
     temporal_small_window: int | float = 0.5
     pair_every_large: bool = False  # False: only the second large crops of the two views pair (published)
+    # inclusive: offsets over every position where the window fits (ours); official: the official sampler's
+    # exclusive upper bound (6x6 crops of a 7x7 map always at the origin, large temporal crops start at 0)
+    offsets: Literal["inclusive", "official"] = "inclusive"
 
     def check(self) -> None:
         for name in CROP_GROUPS:
