@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from ssl_video.data.datasets.base import VideoRecord
 from ssl_video.data.media import MediaError, read_clips
 from ssl_video.data.sampling import clip_span, make_sampler
-from ssl_video.data.transforms import LogMel, audio_transform, video_transform
+from ssl_video.data.transforms import audio_features, audio_transform, video_transform
 from ssl_video.recipe.data import ClipConfig
 
 __all__ = ["ClipDataset", "collate_clips"]
@@ -38,7 +38,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.on_error = on_error or ("resample" if train else "skip")
         self.max_retries = max_retries
-        self._logmel = LogMel(cfg.audio) if cfg.audio is not None else None
+        self._logmel = audio_features(cfg.audio) if cfg.audio is not None else None
 
     def __len__(self) -> int:
         return len(self.records)

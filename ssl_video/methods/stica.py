@@ -227,7 +227,7 @@ def input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
     audio: dict[str, Any] = {}
     if clip.audio is not None:
         a = clip.audio
-        audio = {"sample_rate": a.sample_rate, "n_mels": a.n_mels, "n_fft": a.n_fft, "win_seconds": a.win_seconds,
+        audio = {"features": a.features, "sample_rate": a.sample_rate, "n_mels": a.n_mels, "n_fft": a.n_fft, "win_seconds": a.win_seconds,
                  "hop_seconds": a.hop_seconds, "seconds": float(clip.audio_seconds or clip.frames / clip.fps)}
     return video, audio
 
