@@ -248,6 +248,7 @@ def test_recipes_load(name):
         assert recipe.optim.lr == pytest.approx(head_lr)
         assert recipe.optim.lr * recipe.tsp.backbone_lr_scale == pytest.approx(1e-4)
         assert (recipe.optim.name, recipe.optim.momentum, recipe.optim.weight_decay) == ("sgd", 0.9, 0.005)
+        assert recipe.data.clip.decode_size == (128, 171)  # official T.Resize((128, 171)), aspect not kept
         assert recipe.trainer.epochs == 8 and recipe.optim.warmup == 2 and recipe.optim.milestones == [4, 6]
         assert recipe.data.batch_size == 32 and recipe.tsp.clips_per_segment == 5 and recipe.tsp.freeze_stem
         assert (recipe.data.clip.frames, recipe.data.clip.fps, recipe.data.clip.video.crop) == (16, 15.0, 112)

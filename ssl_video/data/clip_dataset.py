@@ -55,7 +55,7 @@ class ClipDataset(Dataset):
         rng = self._rng(index, epoch, attempt)
         span = clip_span(cfg.frames, cfg.fps)
         clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
-                           size=cfg.resize, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
+                           size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
                            audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode)
         videos, audios = [], []
         for clip in clips:

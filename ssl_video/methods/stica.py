@@ -223,7 +223,7 @@ def _drop_step_buffer(state: dict, prefix: str, *args) -> None:
 def input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encoder input-contract fields matching the data pipeline, so exported specs say what was trained."""
     video = {"frames": clip.frames, "fps": float(clip.fps), "crop_size": clip.video.crop,
-             "resize_size": clip.resize, "mean": list(clip.video.mean), "std": list(clip.video.std)}
+             "resize_size": list(clip.decode_size) if clip.resize_mode == "fixed" else clip.resize, "mean": list(clip.video.mean), "std": list(clip.video.std)}
     audio: dict[str, Any] = {}
     if clip.audio is not None:
         a = clip.audio

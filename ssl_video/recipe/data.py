@@ -113,7 +113,12 @@ class ClipConfig(Section):
 
     frames: int = bounded(16, ge=1)
     fps: float = bounded(16.0, gt=0)
-    resize: int = bounded(128, ge=1)  # short side the decoder scales to before cropping
+    resize: int = bounded(128, ge=1)  # short side the decoder scales to before cropping (resize_mode short_side)
+    # short_side: scale the short side to `resize`, aspect kept (ours); fixed: scale to exactly `resize_hw`
+    # (height, width), aspect not kept (official TSP: 128 x 171); native: no scaling, crops from the decoded
+    # resolution (official STiCA)
+    resize_mode: Literal["short_side", "fixed", "native"] = "short_side"
+    resize_hw: tuple[int, int] | None = None
     sampling: ClipSampling = field(default_factory=ClipSampling)
     video: VideoAugment = field(default_factory=VideoAugment)
     audio: AudioFeatures | None = field(default_factory=AudioFeatures)
@@ -123,9 +128,20 @@ class ClipConfig(Section):
     seek_mode: Literal["exact", "approximate"] = "exact"
 
     def check(self) -> None:
+        if self.resize_mode == "fixed" and self.resize_hw is None:
+            raise ConfigError("resize_hw", "resize_mode fixed needs the (height, width) to scale every frame to")
+        if self.resize_hw is not None and min(self.resize_hw) < 1:
+            raise ConfigError("resize_hw", f"expected two positive sizes, got {list(self.resize_hw)}")
         if self.views > 1 and self.sampling.num_clips > 1:
             raise ConfigError("views", f"{self.views} views of each clip cannot be combined with "
                               f"sampling.num_clips = {self.sampling.num_clips}")
+
+    @property
+    def decode_size(self) -> int | tuple[int, int] | None:
+        """What the decoder scales frames to: the short side, an exact (height, width), or None (native)."""
+        if self.resize_mode == "fixed":
+            return (int(self.resize_hw[0]), int(self.resize_hw[1]))
+        return None if self.resize_mode == "native" else self.resize
 
 
 @dataclass
