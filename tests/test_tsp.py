@@ -237,16 +237,20 @@ def test_temporal_probe_split_by_video(untrimmed, tmp_path):
 # ---------------------------------------------------------------------------------------------- recipes
 
 
-@pytest.mark.parametrize("name", ["tsp_r2p1d34_activitynet", "tsp_r2p1d18_thumos14", "tac_r2p1d34_activitynet",
+@pytest.mark.parametrize("name", ["tsp_r2p1d34_activitynet", "tsp_r2p1d34_thumos14", "tac_r2p1d34_activitynet",
+                                  "tac_r2p1d34_thumos14",
                                   "tsp_tiny_synthetic", "tac_tiny_synthetic"])
 def test_recipes_load(name):
     recipe = load_config(Recipe, RECIPES / f"{name}.yaml")
     assert recipe.method == "tsp" and recipe.data.dataset == "tsp"
     assert (recipe.tsp.region_weight == 0) == name.startswith("tac")
     if "tiny" not in name:  # the published settings
-        head_lr = {"activitynet": 2e-3, "thumos14": 4e-3}[name.rsplit("_", 1)[1]]
-        assert recipe.optim.lr == pytest.approx(head_lr)
-        assert recipe.optim.lr * recipe.tsp.backbone_lr_scale == pytest.approx(1e-4)
+        # train/train_{tsp,tac}_on_{activitynet,thumos14}.sh: FC_LR and BACKBONE_LR; R(2+1)D-34 everywhere
+        head_lr, backbone_lr = {"tsp_activitynet": (2e-3, 1e-4), "tsp_thumos14": (4e-3, 1e-4),
+                                "tac_activitynet": (2e-3, 1e-4), "tac_thumos14": (2e-3, 1e-5)}[
+            name.split("_")[0] + "_" + name.rsplit("_", 1)[1]]
+        assert recipe.optim.lr == pytest.approx(head_lr) and recipe.tsp.encoder == "r2plus1d_34"
+        assert recipe.optim.lr * recipe.tsp.backbone_lr_scale == pytest.approx(backbone_lr)
         assert (recipe.optim.name, recipe.optim.momentum, recipe.optim.weight_decay) == ("sgd", 0.9, 0.005)
         assert recipe.data.clip.decode_size == (128, 171)  # official T.Resize((128, 171)), aspect not kept
         assert recipe.trainer.epochs == 8 and recipe.optim.warmup == 2 and recipe.optim.milestones == [4, 6]

@@ -319,7 +319,7 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
     valid = type(method).validation_dataset(recipe)
     if valid is None and cfg.best_metric is not None:
         raise UserError(f"trainer.best_metric is {cfg.best_metric!r} but method {recipe.method} has no validation "
-                        "set in this recipe (e.g. tsp.valid_csv)")
+                        "set in this recipe: give it (e.g. tsp.valid_csv) or set trainer.best_metric=null")
 
     # 3. logging
     log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
