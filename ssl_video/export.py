@@ -34,16 +34,24 @@ ROLES = ("video", "audio")
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def find_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file, or ``checkpoints/last.pt`` inside a run directory."""
+def find_checkpoint(source: str | Path, epoch: str = "last") -> Path:
+    """A checkpoint file, or inside a run directory ``checkpoints/last.pt`` (``epoch="last"``) or
+    ``checkpoints/best.pt`` (``epoch="best"``: the epoch with the best validation metric)."""
+    if epoch not in ("last", "best"):
+        raise UserError(f"--epoch: expected 'last' or 'best', got {epoch!r}")
     source = Path(source)
     if source.is_dir():
-        path = source / "checkpoints" / "last.pt"
+        path = source / "checkpoints" / f"{epoch}.pt"
         if not path.is_file():
+            if epoch == "best":
+                raise UserError(f"--epoch best: {source} has no checkpoints/best.pt (the run needs a validation set "
+                                "and trainer.best_metric)")
             raise UserError(f"{source} is a directory without checkpoints/last.pt (not a run directory?)")
         return path
     if not source.is_file():
         raise UserError(f"no such run directory or checkpoint file: {source}")
+    if epoch == "best":
+        raise UserError(f"--epoch best needs a run directory, got the file {source}")
     return source
 
 
@@ -122,16 +130,17 @@ def _known_results(checkpoint: dict[str, Any], run_dir: Path | None) -> dict[str
 
 
 def export_encoder(source: str | Path, out: str | Path, encoder: str | None = None,
-                   format: str = "native") -> list[Path]:
+                   format: str = "native", epoch: str = "last") -> list[Path]:
     """Export encoder(s) from a run directory or checkpoint; returns the directories written.
 
     ``encoder``: ``"video"``, ``"audio"`` or ``"all"`` (one subdirectory per role); by default the video
-    encoder, or the only encoder the checkpoint has.
+    encoder, or the only encoder the checkpoint has. ``epoch``: ``"last"`` or ``"best"`` (see
+    :func:`find_checkpoint`).
     """
     if format not in ("native", "torchvision"):
         raise UserError(f"unknown export format '{format}' (native or torchvision)")
     source = Path(source)
-    path = find_checkpoint(source)
+    path = find_checkpoint(source, epoch)
     checkpoint = read_checkpoint(path)
     available = [role for role in ROLES if role in checkpoint["encoders"]] or sorted(checkpoint["encoders"])
     if encoder is None:

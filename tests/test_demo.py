@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -103,4 +104,15 @@ def test_paper_recipe_has_the_published_stica_settings():
     assert (optim.name, optim.lr, optim.momentum, optim.weight_decay, optim.schedule) == \
         ("sgd", 0.64, 0.9, 1e-5, "constant")
     assert optim.warmup == 10 and optim.lr * optim.warmup_start_factor == pytest.approx(0.01)
-    assert (recipe.data.batch_size, recipe.trainer.epochs, recipe.trainer.sync_batchnorm) == (8, 150, True)
+    # scripts/pretrain_stica.sh: EPOCHS=151, USE_FP_16='False'
+    assert (recipe.data.batch_size, recipe.trainer.epochs, recipe.trainer.sync_batchnorm) == (8, 151, True)
+    assert recipe.trainer.mixed_precision == "no"
+
+
+def test_sixty_frame_recipe_is_the_thirty_frame_one_with_2s_of_audio():
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    short, long = (load_config(Recipe, root / f"stica_r2p1d18_k400{s}.yaml") for s in ("", "_60f"))
+    assert (long.data.clip.frames, long.data.clip.audio_seconds) == (60, 2.0)
+    assert long.data.clip.audio.time_frames(2.0) == 199  # official: 100 * num_sec - 1
+    assert dataclasses.replace(long.data.clip, frames=30, audio_seconds=1.0) == short.data.clip
+    assert (long.stica, long.optim, long.trainer) == (short.stica, short.optim, short.trainer)

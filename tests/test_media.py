@@ -137,3 +137,27 @@ def test_truncated_with_index_first(tmp_path):
     assert decode_index(early.video) == [0, 1, 2, 3]
     with pytest.raises(MediaError):
         read_clip(cut, 9.0, 4, 10, audio_rate=None)
+
+
+def test_fixed_resize_mode_scales_to_exactly_hw(index_video):
+    # Official TSP: T.Resize((128, 171)) on every frame (aspect not kept), then the crop. By hand: the native
+    # frames, bilinear (antialiased) to (30, 50), centre 30 x 30 columns 10..40, normalised.
+    # Catches: resize_mode fixed falling back to the short side (the crop would see other pixels).
+    import torch.nn.functional as F
+
+    from ssl_video.data.clip_dataset import ClipDataset
+    from ssl_video.data.datasets import VideoRecord
+    from ssl_video.recipe import ClipConfig, ClipSampling, VideoAugment
+
+    cfg = ClipConfig(frames=4, fps=10, resize_mode="fixed", resize_hw=(30, 50), audio=None,
+                     sampling=ClipSampling("uniform", num_clips=1), video=VideoAugment(crop=30, mean=(0.5,) * 3,
+                                                                                      std=(0.25,) * 3))
+    assert cfg.decode_size == (30, 50)
+    sample = ClipDataset([VideoRecord(path=str(index_video), label=0, video_id="v")], cfg, train=False)[0]
+    native = read_clip(index_video, 1.3, 4, 10, size=None, audio_rate=None).video
+    scaled = F.interpolate(native.float(), size=(30, 50), mode="bilinear", antialias=True, align_corners=False)
+    hand = ((scaled.round().clamp(0, 255)[..., 10:40] / 255 - 0.5) / 0.25).permute(1, 0, 2, 3)
+    assert sample["video"].shape == (3, 4, 30, 30)
+    assert (sample["video"] - hand).abs().max() < 0.05
+    with pytest.raises(Exception, match=r"resize_hw"):
+        ClipConfig(resize_mode="fixed")

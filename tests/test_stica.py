@@ -73,6 +73,31 @@ def test_crop_offsets_cover_every_position(make_rng):
     assert seen["temporal_small"] == {(t, 0, 0) for t in range(3)}
 
 
+@pytest.mark.parametrize("grid", [(4, 7, 7), (8, 7, 7)])
+def test_official_offsets_are_numpy_randint_with_its_exclusive_bound(grid):
+    # official main_stica.py get_fm_crop: xmin = np.random.randint(0, 7 - window), tmin =
+    # np.random.randint(0, duration - window): numpy's high is exclusive. The positions it can reach, by hand:
+    # spatial 6x6 -> {0}, 4x4 -> {0, 1, 2}; temporal 3 of 4 -> {0}, 2 of 4 -> {0, 1}; 6 of 8 -> {0, 1}, 4 of 8 ->
+    # {0, 1, 2, 3}. Catches: the official mode falling back to the inclusive bound (6x6 crops would reach 1).
+    t = grid[0]
+    expected = {"spatial_large": {(0, h, w) for h in range(1) for w in range(1)},
+                "spatial_small": {(0, h, w) for h in range(3) for w in range(3)},
+                "temporal_large": {(s, 0, 0) for s in range(t - (3 if t == 4 else 6))},
+                "temporal_small": {(s, 0, 0) for s in range(t - (2 if t == 4 else 4))}}
+    crops = FeatureCropConfig(spatial_large=2, spatial_small=2, temporal_large=2, temporal_small=2,
+                              offsets="official")
+    rng = random.Random(0)
+    seen = {group: set() for group in CROP_GROUPS}
+    for _ in range(300):
+        for group, boxes in crop_boxes(grid, crops, rng).items():
+            seen[group].update((box.t0, box.h0, box.w0) for box in boxes)
+    assert seen == expected
+    # a window filling its axis: numpy would raise on randint(0, 0); the official mode puts it at 0
+    full = FeatureCropConfig(spatial_large=1, spatial_small=0, temporal_large=0, temporal_small=0,
+                             spatial_large_window=7, offsets="official")
+    assert crop_boxes((4, 7, 7), full, rng)["spatial_large"][0][2:] == (0, 7, 0, 7)
+
+
 def test_crop_config_is_checked():
     with pytest.raises(ConfigError, match="spatial_small"):
         FeatureCropConfig(spatial_small=-1)

@@ -235,18 +235,100 @@ def test_temporal_probe_split_by_video(untrimmed, tmp_path):
 # ---------------------------------------------------------------------------------------------- recipes
 
 
-@pytest.mark.parametrize("name", ["tsp_r2p1d34_activitynet", "tsp_r2p1d18_thumos14", "tac_r2p1d34_activitynet",
+@pytest.mark.parametrize("name", ["tsp_r2p1d34_activitynet", "tsp_r2p1d34_thumos14", "tac_r2p1d34_activitynet",
+                                  "tac_r2p1d34_thumos14",
                                   "tsp_tiny_synthetic", "tac_tiny_synthetic"])
 def test_recipes_load(name):
     recipe = load_config(Recipe, RECIPES / f"{name}.yaml")
     assert recipe.method == "tsp" and recipe.data.dataset == "tsp"
     assert (recipe.tsp.region_weight == 0) == name.startswith("tac")
     if "tiny" not in name:  # the published settings
-        head_lr = {"activitynet": 2e-3, "thumos14": 4e-3}[name.rsplit("_", 1)[1]]
-        assert recipe.optim.lr == pytest.approx(head_lr)
-        assert recipe.optim.lr * recipe.tsp.backbone_lr_scale == pytest.approx(1e-4)
+        # train/train_{tsp,tac}_on_{activitynet,thumos14}.sh: FC_LR and BACKBONE_LR; R(2+1)D-34 everywhere
+        head_lr, backbone_lr = {"tsp_activitynet": (2e-3, 1e-4), "tsp_thumos14": (4e-3, 1e-4),
+                                "tac_activitynet": (2e-3, 1e-4), "tac_thumos14": (2e-3, 1e-5)}[
+            name.split("_")[0] + "_" + name.rsplit("_", 1)[1]]
+        assert recipe.optim.lr == pytest.approx(head_lr) and recipe.tsp.encoder == "r2plus1d_34"
+        assert recipe.optim.lr * recipe.tsp.backbone_lr_scale == pytest.approx(backbone_lr)
         assert (recipe.optim.name, recipe.optim.momentum, recipe.optim.weight_decay) == ("sgd", 0.9, 0.005)
+        assert recipe.data.clip.decode_size == (128, 171)  # official T.Resize((128, 171)), aspect not kept
         assert recipe.trainer.epochs == 8 and recipe.optim.warmup == 2 and recipe.optim.milestones == [4, 6]
         assert recipe.data.batch_size == 32 and recipe.tsp.clips_per_segment == 5 and recipe.tsp.freeze_stem
         assert (recipe.data.clip.frames, recipe.data.clip.fps, recipe.data.clip.video.crop) == (16, 15.0, 112)
         assert recipe.optim.lr_scaling == "world_size"
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def test_validation_terms_match_the_official_accuracies():
+    # official train.py evaluate(): per head, top-1 over the clips with a label (action: foreground only),
+    # "Avg Accuracy" = mean of the heads. Catches: scoring the action head on background clips too, or
+    # averaging clip-weighted over heads instead of over heads.
+    method = tiny_tsp(num_classes=3).eval()
+    b = batch([0, -1, 2, -1, 1, 1], method.video_encoder.spec.feature_dim)
+    with torch.no_grad():
+        terms = method.validation_terms(b)
+        local = method.video_encoder(b["video"])
+        action = method.action_head(local).argmax(1)
+        region = method.region_head(torch.cat([local, b["gvf"]], 1)).argmax(1)
+    fg = [i for i, y in enumerate([0, -1, 2, -1, 1, 1]) if y >= 0]
+    hand_action = sum(int(action[i]) == int(b["label"][i]) for i in fg) / len(fg)
+    hand_region = sum(int(region[i]) == int(b["region"][i]) for i in range(6)) / 6
+    means = {k: float(s) / float(c) for k, (s, c) in terms.items()}
+    assert means["top1_action"] == pytest.approx(hand_action) and means["top1_region"] == pytest.approx(hand_region)
+    assert method.validation_summary(means)["accuracy"] == pytest.approx((hand_action + hand_region) / 2)
+
+
+def test_best_epoch_keeps_the_best_value_and_reads_it_back(tmp_path):
+    # Catches: keeping the latest epoch instead of the best, or ignoring best_mode: min.
+    from ssl_video.engine.validation import BestEpoch
+
+    best = BestEpoch("val/accuracy", "max", tmp_path / "best.json")
+    picked = []
+    for epoch, value in enumerate([0.3, 0.5, 0.4, float("nan")], start=1):
+        if best.improves({"val/accuracy": value}):
+            best.update({"val/accuracy": value}, epoch, epoch * 10, write=True)
+            picked.append(epoch)
+    assert picked == [1, 2] and best.epoch == 2
+    again = BestEpoch("val/accuracy", "max", tmp_path / "best.json")
+    assert (again.value, again.epoch) == (0.5, 2) and not again.improves({"val/accuracy": 0.45})
+    low = BestEpoch("val/loss_action", "min", tmp_path / "other.json")
+    assert low.improves({"val/loss_action": 2.0})
+    low.update({"val/loss_action": 2.0}, 1, 1, write=False)
+    assert low.improves({"val/loss_action": 1.0}) and not low.improves({"val/loss_action": 3.0})
+    with pytest.raises(ConfigError, match=r"trainer\.best_metric"):
+        BestEpoch("val/nope", "max", tmp_path / "x.json").improves({"val/accuracy": 1.0})
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"valid_csv": "thumos14_test_tsp_groundtruth.csv"}, "tsp.valid_csv"),
+    ({"train_csv": "a.csv", "valid_csv": "a.csv"}, "tsp.valid_csv"),
+])
+def test_validation_split_is_never_a_test_split(tmp_path, overrides, key):
+    for name in ("a.csv", "thumos14_test_tsp_groundtruth.csv"):
+        (tmp_path / name).write_text("")
+    path = tmp_path / "r.yaml"
+    tsp = {k: str(tmp_path / v) for k, v in overrides.items()}
+    path.write_text(json.dumps({"method": "tsp", "data": {"dataset": "tsp"}, "tsp": tsp}))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(Recipe, path)
+    path.write_text(json.dumps({"method": "tsp", "data": {"dataset": "tsp"}, "trainer": {"best_metric": "loss"}}))
+    with pytest.raises(ConfigError, match=r"trainer\.best_metric"):
+        load_config(Recipe, path)
+
+
+@pytest.mark.slow
+def test_validates_every_epoch_keeps_best_and_exports_it(untrimmed, tmp_path):
+    recipe = tsp_recipe(untrimmed, tmp_path, valid_csv=str(untrimmed / "val_groundtruth.csv"))
+    recipe.trainer.max_steps, recipe.trainer.epochs, recipe.trainer.best_metric = None, 2, "val/accuracy"
+    summary = train(recipe, tmp_path / "run", handle_signals=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [x for x in lines if "val/accuracy" in x]
+    assert [x["epoch"] for x in val] == [1, 2]
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    values = [x["val/accuracy"] for x in val]
+    assert best["value"] == max(values) and best["epoch"] == 1 + values.index(max(values))
+    assert summary["best"]["epoch"] == best["epoch"]
+    assert main(["export", str(tmp_path / "run"), "--epoch", "best", "--out", str(tmp_path / "enc")]) == 0
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert config["provenance"]["step"] == best["step"] and config["provenance"]["source"].endswith("best.pt")

@@ -79,6 +79,8 @@ def test_spec_overrides_and_round_trip():
     assert spec.feature_map == (64, 1, 3, 3)  # spatial stride 16, temporal 8 (rounded up)
     assert EncoderSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     audio = ssl_video.create_encoder("audio_resnet9", width=0.125, sample_rate=16000, seconds=2.0)
+    assert audio.spec.time_frames == 199  # logfbank (the default): 1 + ceil((32000 - 320) / 160)
+    audio = ssl_video.create_encoder("audio_resnet9", width=0.125, sample_rate=16000, seconds=2.0, features="logmel")
     assert audio.spec.time_frames == 201  # centred STFT, 10 ms hop
 
 

@@ -46,6 +46,8 @@ def add_clip_arguments(group) -> None:
     group.add_argument("--fps", type=float, default=15.0, help="frame rate of a clip (default 15)")
     group.add_argument("--stride", type=int, default=16, help="frames between clip starts (default 16)")
     group.add_argument("--resize", type=int, help="short side before the centre crop (default: the encoder's)")
+    group.add_argument("--resize-hw", type=int, nargs=2, metavar=("H", "W"),
+                       help="scale frames to exactly H x W, aspect not kept (TSP: 128 171); instead of --resize")
     group.add_argument("--crop", type=int, help="centre crop (default: the encoder's)")
 
 
@@ -70,10 +72,15 @@ def encoder_and_protocol(args):
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.workers < 0:
         raise UserError("--workers must be 0 or more")
+    resize = args.resize
+    if getattr(args, "resize_hw", None) is not None:
+        if args.resize is not None or min(args.resize_hw) <= 0:
+            raise UserError("--resize-hw takes two positive sizes and replaces --resize")
+        resize = tuple(args.resize_hw)
     encoder = resolve_encoder(args.encoder, parse_overrides(args.encoder_args), seed=args.seed, modality="video",
                               key="--encoder")
     protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=1, frames=args.clip_len, fps=args.fps,
-                                        resize=args.resize, crop=args.crop)
+                                        resize=resize, crop=args.crop)
     return encoder, protocol
 
 

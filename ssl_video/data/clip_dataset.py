@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from ssl_video.data.datasets.base import VideoRecord
 from ssl_video.data.media import MediaError, read_clips
 from ssl_video.data.sampling import clip_span, make_sampler
-from ssl_video.data.transforms import LogMel, audio_transform, video_transform
+from ssl_video.data.transforms import audio_features, audio_transform, video_transform
 from ssl_video.recipe.data import ClipConfig
 
 __all__ = ["ClipDataset", "collate_clips"]
@@ -38,7 +38,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.on_error = on_error or ("resample" if train else "skip")
         self.max_retries = max_retries
-        self._logmel = LogMel(cfg.audio) if cfg.audio is not None else None
+        self._logmel = audio_features(cfg.audio) if cfg.audio is not None else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -55,7 +55,7 @@ class ClipDataset(Dataset):
         rng = self._rng(index, epoch, attempt)
         span = clip_span(cfg.frames, cfg.fps)
         clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
-                           size=cfg.resize, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
+                           size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
                            audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode)
         videos, audios = [], []
         for clip in clips:

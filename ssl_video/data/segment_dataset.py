@@ -86,7 +86,7 @@ class SegmentClipDataset(ClipDataset):
             start = segment_starts(segment, self.span, 1, True, rng)[0]
         else:
             start = segment_starts(segment, self.span, self.clips_per_segment, False)[index % self.clips_per_segment]
-        clip = read_clips(record.path, [start], cfg.frames, cfg.fps, size=cfg.resize, audio_rate=None,
+        clip = read_clips(record.path, [start], cfg.frames, cfg.fps, size=cfg.decode_size, audio_rate=None,
                           pad=cfg.pad, seek_mode=cfg.seek_mode)[0]
         sample = {
             "video": video_transform(clip.video, cfg.video, self.train, rng),

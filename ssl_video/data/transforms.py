@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -18,13 +19,20 @@ from ssl_video.recipe.data import AudioFeatures, VideoAugment
 
 __all__ = [
     "random_resized_crop_box", "center_crop_box", "crop_resize",
-    "color_jitter", "normalize", "video_transform", "LogMel", "audio_transform",
+    "color_jitter", "normalize", "video_transform", "LogMel", "LogFbank", "fbank_matrix", "audio_features",
+    "audio_transform",
 ]
 
 
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
                             rng: random.Random) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect in ``ratio``."""
+    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect in ``ratio``.
+
+    Ten tries as torchvision's RandomResizedCrop draws them; when they all fail (a crop the frame cannot
+    hold, e.g. a square crop of 57% of a 16:9 frame) the crop is NOT the one fixed centred box torchvision
+    falls back to (every clip of the video would train on the same pixels): the aspect is drawn again and
+    the area is capped at the largest crop of that aspect the frame holds, at a random position.
+    """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
@@ -34,15 +42,13 @@ def random_resized_crop_box(height: int, width: int, scale: tuple[float, float],
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             return rng.randint(0, height - h), rng.randint(0, width - w), h, w
-    # fall back to the largest centred crop within the ratio range
-    aspect = width / height
-    if aspect < ratio[0]:
-        w, h = width, int(round(width / ratio[0]))
-    elif aspect > ratio[1]:
-        h, w = height, int(round(height * ratio[1]))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
+    aspect = math.exp(rng.uniform(*log_ratio))
+    largest = min(width * width / aspect, height * height * aspect)  # w <= width and h <= height
+    high = min(area * scale[1], largest)
+    target = rng.uniform(min(area * scale[0], high), high)
+    w = min(width, max(1, int(math.sqrt(target * aspect))))
+    h = min(height, max(1, int(math.sqrt(target / aspect))))
+    return rng.randint(0, height - h), rng.randint(0, width - w), h, w
 
 
 def center_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
@@ -118,13 +124,85 @@ class LogMel(torch.nn.Module):
             n_mels=cfg.n_mels, power=2.0, center=True,
         )
 
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The samples the features (and the volume jitter) see: the waveform in [-1, 1]."""
+        return waveform
+
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(self.mel(waveform) + 1e-6).unsqueeze(-3)
 
 
-def audio_transform(waveform: torch.Tensor, logmel: LogMel, cfg: AudioFeatures, train: bool,
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def fbank_matrix(filters: int, n_fft: int, sample_rate: int, low: float, high: float) -> np.ndarray:
+    """``filters x (n_fft // 2 + 1)`` triangular filters on FFT bins ``floor((n_fft + 1) * hz / rate)`` of
+    points evenly spaced on the mel scale ``2595 log10(1 + hz / 700)`` (the python_speech_features layout;
+    filters whose edges fall on one bin stay zero)."""
+    points = _mel_to_hz(np.linspace(_hz_to_mel(low), _hz_to_mel(high), filters + 2))
+    edges = np.floor((n_fft + 1) * points / sample_rate).astype(np.int64)
+    bank = np.zeros((filters, n_fft // 2 + 1))
+    bins = np.arange(n_fft // 2 + 1)
+    for j in range(filters):
+        a, b, c = edges[j], edges[j + 1], edges[j + 2]
+        rising = (bins >= a) & (bins < b)
+        falling = (bins >= b) & (bins < c)
+        bank[j, rising] = (bins[rising] - a) / (b - a)
+        bank[j, falling] = (c - bins[falling]) / (c - b)
+    return bank
+
+
+class LogFbank(torch.nn.Module):
+    """Waveform ``(..., n)`` in [-1, 1] -> the official STiCA/GDT features ``(..., 1, filters, frames)``.
+
+    python_speech_features ``logfbank`` as the official ``datasets/audio_utils.py`` calls it, on int16
+    samples: ``y[0] = x[0]``, ``y[i] = x[i] - p x[i-1]``; frames of ``round_half_up(win * rate)`` samples every
+    ``round_half_up(hop * rate)``, starting at the first sample, the signal zero-padded to fill the last one;
+    rectangular window; power ``|rfft(frame, n_fft)|^2 / n_fft``; triangular filters (:func:`fbank_matrix`);
+    exact zeros replaced by float64 eps; natural log. Computed in float64, returned as float32.
+    """
+
+    def __init__(self, cfg: AudioFeatures):
+        super().__init__()
+        self.win = int(math.floor(cfg.win_seconds * cfg.sample_rate + 0.5))
+        self.hop = int(math.floor(cfg.hop_seconds * cfg.sample_rate + 0.5))
+        self.n_fft, self.preemphasis = cfg.n_fft, cfg.preemphasis
+        high = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
+        bank = fbank_matrix(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.f_min, high)
+        self.register_buffer("bank", torch.from_numpy(bank), persistent=False)
+
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The samples the official code reads (FFmpeg ``pcm_s16le``): ``x * 32768`` rounded, clipped to int16."""
+        return torch.round(waveform.double() * 32768.0).clamp_(-32768, 32767)
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        x = samples.double()
+        x = torch.cat([x[..., :1], x[..., 1:] - self.preemphasis * x[..., :-1]], dim=-1)
+        n = x.shape[-1]
+        frames = 1 if n <= self.win else 1 + math.ceil((n - self.win) / self.hop)
+        padded = (frames - 1) * self.hop + self.win
+        x = torch.nn.functional.pad(x, (0, padded - n))
+        windows = x.unfold(-1, self.win, self.hop)  # (..., frames, win)
+        power = torch.fft.rfft(windows, n=self.n_fft).abs().square() / self.n_fft
+        feat = power @ self.bank.T  # (..., frames, filters)
+        feat = torch.where(feat == 0, torch.full_like(feat, np.finfo(float).eps), feat)
+        return torch.log(feat).transpose(-1, -2).unsqueeze(-3).float()
+
+
+def audio_features(cfg: AudioFeatures) -> torch.nn.Module:
+    """The feature module ``data.clip.audio.features`` names."""
+    return LogFbank(cfg) if cfg.features == "logfbank" else LogMel(cfg)
+
+
+def audio_transform(waveform: torch.Tensor, logmel: torch.nn.Module, cfg: AudioFeatures, train: bool,
                     rng: random.Random) -> torch.Tensor:
-    """Volume jitter (training) then log-mel: ``(n,)`` -> ``1 x n_mels x frames``."""
+    """Volume jitter (training) then the features: ``(n,)`` -> ``1 x n_mels x frames``."""
+    waveform = logmel.prepare(waveform)
     if train and cfg.volume_jitter != (1.0, 1.0):
         waveform = waveform * rng.uniform(*cfg.volume_jitter)
     return logmel(waveform)

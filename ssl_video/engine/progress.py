@@ -50,6 +50,8 @@ def scalar_terms(out: dict) -> dict[str, torch.Tensor]:
 
 
 def tensorboard_tag(key: str) -> str:
+    if key.startswith("val/"):
+        return key
     if key.startswith("lr"):
         return key if "/" in key else "lr/all"
     if key in ("clips_per_s", "data_wait", "epoch"):

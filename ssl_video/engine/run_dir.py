@@ -10,6 +10,8 @@
       tb/                   TensorBoard event files (the same scalars)
       checkpoints/last.pt   the latest checkpoint (what resume and ``ssl-video export`` read)
       checkpoints/step_<N>.pt  kept every ``trainer.keep_every`` steps
+      checkpoints/best.pt   the epoch end with the best ``trainer.best_metric`` on the validation set
+      checkpoints/best.json which epoch that is, and the value (read back on resume)
       summary.json          written when the process stops: status, step, seconds, last metrics
 
 Only the main process writes here.
@@ -66,6 +68,14 @@ class RunDir:
     @property
     def last(self) -> Path:
         return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def best_record(self) -> Path:
+        return self.checkpoints / "best.json"
 
     def kept(self, step: int) -> Path:
         return self.checkpoints / f"step_{step}.pt"

@@ -51,6 +51,7 @@ from ssl_video.engine.checkpoint import (
 from ssl_video.engine.progress import MetricWindow, TrainingLog, scalar_terms
 from ssl_video.engine.run_dir import RunDir, environment, git_revision, write_env
 from ssl_video.engine.schedule import lr_factor, schedule_from_config
+from ssl_video.engine.validation import BestEpoch, validate, validation_loader
 from ssl_video.errors import CheckpointWriteError, NonFiniteLoss, UserError, one_line
 from ssl_video.files import write_json, write_text
 
@@ -266,17 +267,20 @@ class _Run:
     last_saved: int | None
     revision: str | None
     started: float
+    valid_loader: Any = None
+    best: Any = None
+    val_metrics: dict | None = None
     step: int = 0
     loop_started: float = 0.0
 
-    def checkpoint(self, step: int, keep: bool) -> None:
+    def checkpoint(self, step: int, keep: bool, path: Path | None = None) -> None:
         state = checkpoint_state(
             method=self.method, optimizer=self.optimizer, scaler=self.scaler, step=step,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
             world_size=self.accelerator.num_processes, config=self.config, recipe_path=self.recipe_path,
             git_revision=self.revision, train_seconds=self.previous_seconds + time.time() - self.loop_started,
             metrics=self.last_metrics)
-        save_checkpoint(state, self.run.last, self.run.kept(step) if keep else None)
+        save_checkpoint(state, path or self.run.last, self.run.kept(step) if keep else None)
 
 
 def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _Run:
@@ -322,6 +326,10 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
         scaler.load_state_dict(saved["scaler"])
     sampler = EpochBatchSampler(len(dataset), recipe.data.batch_size, world, rank, recipe.data.seed,
                                 steps_per_epoch * cfg.grad_accum)
+    valid = type(method).validation_dataset(recipe)
+    if valid is None and cfg.best_metric is not None:
+        raise UserError(f"trainer.best_metric is {cfg.best_metric!r} but method {recipe.method} has no validation "
+                        "set in this recipe: give it (e.g. tsp.valid_csv) or set trainer.best_metric=null")
 
     # 3. logging
     log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
@@ -340,7 +348,10 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
         previous_seconds=float(saved.get("train_seconds", 0.0)) if saved is not None else 0.0,
         last_metrics=dict(saved.get("metrics") or {}) if saved is not None else {},
         last_saved=start_step if saved is not None else None,
-        revision=git_revision() if main else None, started=started)
+        revision=git_revision() if main else None, started=started,
+        valid_loader=None if valid is None else validation_loader(valid, recipe.data.batch_size, world, rank,
+                                                                  recipe.data.num_workers, cuda),
+        best=BestEpoch(cfg.best_metric, cfg.best_mode, run.best_record))
 
 
 def _loop(r: _Run) -> tuple[str, int]:
@@ -404,6 +415,7 @@ def _loop(r: _Run) -> tuple[str, int]:
         r.log.step()
         if position + 1 == r.steps_per_epoch:
             data_iter = None  # the next step starts a new epoch
+            _end_epoch(r, step)
 
         signum = int(signum_value)
         finished = step == r.total_steps or step >= stop_at or signum > 0
@@ -420,6 +432,22 @@ def _loop(r: _Run) -> tuple[str, int]:
                           "same command again to resume")
             return "stopped", signum
     return ("completed" if step >= r.total_steps else "stopped_at_step"), 0
+
+
+def _end_epoch(r: _Run, step: int) -> None:
+    """Validation after an epoch (when the method has a validation set); best.pt when it improves."""
+    if r.valid_loader is None:
+        return
+    epoch = step // r.steps_per_epoch
+    r.val_metrics = validate(r.method, r.valid_loader, r.accelerator)
+    r.log.write({"step": step, "epoch": epoch, **r.val_metrics}, step)
+    r.log.message(f"validation after epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in r.val_metrics.items()))
+    if r.best.improves(r.val_metrics):
+        main = r.accelerator.is_main_process
+        if main:
+            r.checkpoint(step, False, r.run.best)
+        r.best.update(r.val_metrics, epoch, step, write=main)
+        r.log.message(f"best {r.best.metric} so far ({r.best.value:.4g}): {r.run.best}")
 
 
 def _gradient_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
@@ -491,6 +519,9 @@ def _finish(r: _Run, status: str, signum: int) -> dict:
         "device": device.type,
         "bad_files": len(r.bad_files),
         "metrics": r.last_metrics,
+        "validation": r.val_metrics,
+        "best": None if r.best.epoch is None else {"metric": r.best.metric, "value": r.best.value,
+                                                   "epoch": r.best.epoch, "checkpoint": str(r.run.best)},
         "param_checksums": [float(c) for c in checksums],
         "run_dir": str(r.run.root),
         "checkpoint": str(r.run.last),

@@ -28,7 +28,9 @@ def split_fields(inputs, split: str, protocol, encoder, num_classes: int) -> dic
         "seed": inputs.seed,
         "data": {"dataset": inputs.dataset, "root": inputs.root, "videos": inputs.videos, "splits": inputs.split_dir,
                  "split": split, "subset": "train", "num_workers": inputs.workers, "seed": inputs.seed,
-                 "clip": {"frames": protocol.frames, "fps": protocol.fps, "resize": protocol.resize,
+                 "clip": {"frames": protocol.frames, "fps": protocol.fps,
+                          **({"resize_mode": "fixed", "resize_hw": list(protocol.resize)}
+                             if isinstance(protocol.resize, (tuple, list)) else {"resize": protocol.resize}),
                           "video": {"crop": protocol.crop, "mean": list(protocol.mean), "std": list(protocol.std)}}},
         "trainer": {"device": inputs.device.split(":")[0]},
         "finetune": {**model, "num_classes": num_classes},

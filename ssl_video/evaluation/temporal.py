@@ -96,7 +96,7 @@ def run_temporal(inputs: TemporalInputs) -> dict:
         test_segments = [s for s in train_segments if video_key(s.filename) in test_keys]
         train_segments = [s for s in train_segments if video_key(s.filename) not in test_keys]
         split = f"{inputs.test_fraction:.0%} of the videos held out (seed {inputs.seed})"
-    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, resize=protocol.resize, audio=None,
+    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, **protocol.clip_resize(), audio=None,
                      video=protocol.augment())
     device = resolve_device(inputs.device)
     bad = BadFiles(log=lambda m: tqdm.write(f"[ssl-video] {m}"))

@@ -74,7 +74,7 @@ def _extract(model, paths, protocol: ClipProtocol, device: str, batch_size: int,
         if not os.path.isfile(p):
             bad.add(p, "missing file")
     records = [VideoRecord(path=p, label=-1, video_id=p) for p in paths if p not in bad]
-    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, resize=protocol.resize,
+    cfg = ClipConfig(frames=protocol.frames, fps=protocol.fps, **protocol.clip_resize(),
                      sampling=ClipSampling(mode="uniform", num_clips=protocol.clips), video=protocol.augment(),
                      audio=None)
     loader = clip_loader(ClipDataset(records, cfg, train=False, on_error="skip"), batch_size, num_workers)

@@ -13,6 +13,8 @@ owns devices, optimizers, files and the loop.
   recipe's weight decay); build them with :meth:`group`, which keeps only trainable parameters.
 - :meth:`freeze`: a frozen part is not trained and keeps its BatchNorm statistics (eval mode whenever the
   method is put in training mode).
+- :meth:`validation_dataset` / :meth:`validation_terms` / :meth:`validation_summary`: an optional
+  validation split, evaluated by the trainer at every epoch end (:mod:`ssl_video.engine.validation`).
 - :meth:`set_step`: the trainer hands the global optimizer step in before every step; a method that
   draws per-step randomness (STiCA's crop offsets) derives it from ``(seed, step)``, so a resumed run and
   every process agree without any state in the checkpoint.
@@ -57,6 +59,11 @@ class Method(nn.Module):
     def train_dataset(cls, recipe):
         raise NotImplementedError(f"{cls.__name__} has no training set")
 
+    @classmethod
+    def validation_dataset(cls, recipe):
+        """The validation split (evaluated at every epoch end), or None: no validation."""
+        return None
+
     # -- the contract the trainer uses ------------------------------------------------------------------
 
     def encoders(self) -> dict[str, dict[str, Any]]:
@@ -70,6 +77,18 @@ class Method(nn.Module):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Default: every trainable parameter in one group at the recipe's lr."""
         return [self.group("all", self)]
+
+    def validation_terms(self, batch: dict) -> dict[str, tuple[Any, Any]]:
+        """``name -> (sum, count)`` of one validation batch (eval mode, no gradients); default: the scalar
+        terms of ``forward`` weighted by the batch size."""
+        out = self(batch)
+        size = next(v.shape[0] for v in batch.values() if hasattr(v, "shape") and v.ndim > 0)
+        return {k: (v.detach().float() * size, size) for k, v in out.items()
+                if hasattr(v, "numel") and v.numel() == 1}
+
+    def validation_summary(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from the validation means (default: the means themselves)."""
+        return means
 
     def set_step(self, step: int) -> None:
         """The global optimizer step about to be taken (handed in by the trainer)."""

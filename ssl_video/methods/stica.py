@@ -11,7 +11,7 @@ One training step, for a batch of ``B`` clips each with two augmented views of t
    (:func:`~ssl_video.losses.cross_modal_nce`, temperature 0.1), clips without audio removed from the
    queries and from the negatives;
 4. Feature Crop: crops are plain slices of each view's map (one set of offsets per view, shared by the
-   batch), drawn with an inclusive upper bound. Spatial crops keep every time step, temporal crops the
+   batch; offsets in :mod:`ssl_video.methods.feature_crop`). Spatial crops keep every time step, temporal crops the
    whole frame. Pairs, per kind (spatial, temporal): large crop ``i`` of view 1 with large crop ``i`` of
    view 2, symmetric; as published only ``i = 1`` is paired (two large crops per kind at most; the first
    large crop then serves only as a key) unless ``pair_every_large``; every small crop of view 2 (query)
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -40,72 +40,12 @@ from ssl_video.errors import UserError
 from ssl_video.losses import cross_modal_nce, info_nce
 from ssl_video.methods import register_method
 from ssl_video.methods.base import Method
+from ssl_video.methods.feature_crop import CropBox, crop_boxes, feature_crops
 from ssl_video.models.heads import ProjectionHead
 from ssl_video.models.pooling import CropPooling
-from ssl_video.recipe.methods import CROP_GROUPS, FeatureCropConfig, StiCAConfig, window_cells
+from ssl_video.recipe.methods import FeatureCropConfig, StiCAConfig
 
 __all__ = ["CropBox", "crop_boxes", "feature_crops", "crop_pair_losses", "STiCA", "input_contract"]
-
-# ----------------------------------------------------------------------------------------------------
-# Feature Crop
-
-
-class CropBox(NamedTuple):
-    """Half-open cell ranges ``[t0, t1) x [h0, h1) x [w0, w1)`` of a ``C x T x H x W`` feature map."""
-
-    t0: int
-    t1: int
-    h0: int
-    h1: int
-    w0: int
-    w1: int
-
-    def slice(self, feature_map: Tensor) -> Tensor:
-        """The crop of ``feature_map`` (``B x C x T x H x W``): a view, no copy."""
-        return feature_map[:, :, self.t0:self.t1, self.h0:self.h1, self.w0:self.w1]
-
-
-def _randint(rng: random.Random | torch.Generator, low: int, high: int) -> int:
-    """Uniform integer in ``[low, high]``, both ends included."""
-    if isinstance(rng, torch.Generator):
-        return int(torch.randint(low, high + 1, (1,), generator=rng))
-    return rng.randint(low, high)
-
-
-def crop_boxes(grid: tuple[int, int, int], crops: FeatureCropConfig,
-               rng: random.Random | torch.Generator) -> dict[str, list[CropBox]]:
-    """Random crop boxes on a ``T x H x W`` grid, per group (:data:`CROP_GROUPS`), drawn in that order.
-
-    Offsets are uniform over every position where the window fits: ``0 .. size - window`` INCLUSIVE (an
-    exclusive bound would, for example, pin 6x6 windows on a 7x7 grid to the corner).
-    """
-    t, h, w = (int(v) for v in grid)
-    out: dict[str, list[CropBox]] = {}
-    for group in CROP_GROUPS:
-        kind = group.split("_")[0]
-        window = getattr(crops, f"{group}_window")
-        boxes = []
-        for _ in range(getattr(crops, group)):
-            if kind == "spatial":
-                wh, ww = window_cells(window, h), window_cells(window, w)
-                h0, w0 = _randint(rng, 0, h - wh), _randint(rng, 0, w - ww)
-                boxes.append(CropBox(0, t, h0, h0 + wh, w0, w0 + ww))
-            else:
-                wt = window_cells(window, t)
-                t0 = _randint(rng, 0, t - wt)
-                boxes.append(CropBox(t0, t0 + wt, 0, h, 0, w))
-        out[group] = boxes
-    return out
-
-
-def feature_crops(feature_map: Tensor, crops: FeatureCropConfig,
-                  rng: random.Random | torch.Generator) -> dict[str, list[Tensor]]:
-    """Crops of a ``B x C x T x H x W`` map, per group: plain slices at :func:`crop_boxes` positions."""
-    if feature_map.ndim != 5:
-        raise ValueError(f"expected a B x C x T x H x W feature map, got shape {tuple(feature_map.shape)}")
-    boxes = crop_boxes(tuple(feature_map.shape[2:]), crops, rng)
-    return {group: [box.slice(feature_map) for box in group_boxes] for group, group_boxes in boxes.items()}
-
 
 # ----------------------------------------------------------------------------------------------------
 # the method
@@ -283,11 +223,11 @@ def _drop_step_buffer(state: dict, prefix: str, *args) -> None:
 def input_contract(clip) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encoder input-contract fields matching the data pipeline, so exported specs say what was trained."""
     video = {"frames": clip.frames, "fps": float(clip.fps), "crop_size": clip.video.crop,
-             "resize_size": clip.resize, "mean": list(clip.video.mean), "std": list(clip.video.std)}
+             "resize_size": list(clip.decode_size) if clip.resize_mode == "fixed" else clip.resize, "mean": list(clip.video.mean), "std": list(clip.video.std)}
     audio: dict[str, Any] = {}
     if clip.audio is not None:
         a = clip.audio
-        audio = {"sample_rate": a.sample_rate, "n_mels": a.n_mels, "n_fft": a.n_fft, "win_seconds": a.win_seconds,
+        audio = {"features": a.features, "sample_rate": a.sample_rate, "n_mels": a.n_mels, "n_fft": a.n_fft, "win_seconds": a.win_seconds,
                  "hop_seconds": a.hop_seconds, "seconds": float(clip.audio_seconds or clip.frames / clip.fps)}
     return video, audio
 

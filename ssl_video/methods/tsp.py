@@ -119,6 +119,52 @@ class TSP(Method):
                             f"{clip.fps} fps)")
         return dataset
 
+    @classmethod
+    def validation_dataset(cls, recipe):
+        """``tsp.valid_csv`` (or None): K evenly spaced clips per segment, centre crop, as the official run."""
+        from ssl_video.data.datasets.tsp import action_classes, read_ground_truth_csv
+        from ssl_video.data.segment_dataset import SegmentClipDataset
+        from ssl_video.features.gvf import read_gvf
+
+        cfg, data = recipe.tsp, recipe.data
+        if cfg.valid_csv is None:
+            return None
+        videos = cfg.valid_videos or data.videos or data.root
+        if videos is None:
+            raise ConfigError("tsp.valid_videos", "missing: give the directory holding the videos of tsp.valid_csv")
+        gvf_file = cfg.valid_gvf or cfg.gvf
+        if cfg.uses_gvf and gvf_file is None:
+            raise ConfigError("tsp.valid_gvf", "missing: the region head needs the GVF of the validation videos")
+        classes = action_classes(read_ground_truth_csv(cfg.train_csv)) if cfg.train_csv else None
+        segments = read_ground_truth_csv(cfg.valid_csv)
+        clip = dataclasses.replace(data.clip, views=1, audio=None)
+        return SegmentClipDataset(segments, videos, clip, classes or action_classes(segments),
+                                  cfg.clips_per_segment, train=False, seed=recipe.seed,
+                                  gvf=read_gvf(gvf_file) if cfg.uses_gvf else None)
+
+    def validation_terms(self, batch: dict) -> dict:
+        """Per head: summed cross-entropy and correct clips over the clips the head is scored on (the
+        action head: foreground clips only), as the official ``evaluate``."""
+        local = self.video_encoder(batch["video"])
+        terms = {}
+        if self.action_head is not None:
+            label = batch["label"]
+            keep = label >= 0
+            logits = self.action_head(local)
+            terms["loss_action"] = (F.cross_entropy(logits, label, ignore_index=-1, reduction="sum"), keep.sum())
+            terms["top1_action"] = (((logits.argmax(1) == label) & keep).sum(), keep.sum())
+        if self.region_head is not None:
+            region = batch["region"]
+            logits = self.region_head(self.region_input(local, batch.get("gvf")))
+            terms["loss_region"] = (F.cross_entropy(logits, region, reduction="sum"), region.numel())
+            terms["top1_region"] = ((logits.argmax(1) == region).sum(), region.numel())
+        return terms
+
+    def validation_summary(self, means: dict[str, float]) -> dict[str, float]:
+        """Adds ``accuracy``: the mean of the heads' top-1 accuracies (the official "Avg Accuracy")."""
+        heads = [v for k, v in means.items() if k.startswith("top1_")]
+        return {**means, "accuracy": sum(heads) / len(heads)} if heads else means
+
     # -- the step ------------------------------------------------------------------------------------
 
     def region_input(self, local: Tensor, gvf: Tensor | None) -> Tensor:

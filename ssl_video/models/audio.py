@@ -65,11 +65,12 @@ class AudioResNet(Encoder):
 
 
 # STiCA's audio input (official code facebookresearch/GDT): 1 s of 24 kHz mono, 257 log filterbank bins,
-# 20 ms window, 10 ms hop, n_fft 1024 -> 1 x 257 x 99
+# 20 ms window, 10 ms hop, n_fft 1024 -> 1 x 257 x 99 (python_speech_features logfbank; the centred
+# log-mel of features="logmel" gives 101 frames)
 STICA_AUDIO = dict(
-    sample_rate=24000, seconds=1.0, n_mels=257, n_fft=1024, win_seconds=0.02, hop_seconds=0.01, time_frames=99,
+    features="logfbank", sample_rate=24000, seconds=1.0, n_mels=257, n_fft=1024, win_seconds=0.02, hop_seconds=0.01, time_frames=99,
     source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 1 s at 24 kHz, "
-           "257 log filterbank bins, 20 ms window, 10 ms hop, n_fft 1024 (1 x 257 x 99)",
+           "logfbank with 257 filters, 20 ms window, 10 ms hop, n_fft 1024 (1 x 257 x 99)",
 )
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ssl_video.errors import UserError
+from ssl_video.recipe.data import audio_frames
 
 __all__ = [
     "EncoderSpec",
@@ -44,7 +45,8 @@ __all__ = [
 
 TIMM_PREFIX = "timm:"
 VIDEO_INPUT_FIELDS = ("frames", "fps", "crop_size", "resize_size", "mean", "std")
-AUDIO_INPUT_FIELDS = ("sample_rate", "seconds", "n_mels", "n_fft", "win_seconds", "hop_seconds", "time_frames")
+AUDIO_INPUT_FIELDS = ("features", "sample_rate", "seconds", "n_mels", "n_fft", "win_seconds", "hop_seconds",
+                      "time_frames")
 INPUT_FIELDS = {"video": VIDEO_INPUT_FIELDS, "audio": AUDIO_INPUT_FIELDS}
 _BUILTIN_MODULES = ("ssl_video.models.video", "ssl_video.models.cost", "ssl_video.models.audio",
                     "ssl_video.models.timm_encoders")
@@ -67,7 +69,8 @@ class EncoderSpec:
     resize_size: int | tuple[int, int] | None = None  # short side, or (height, width), before the centre crop
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    # audio input (log-mel)
+    # audio input: "logmel" or "logfbank" (ssl_video.recipe.data.AudioFeatures)
+    features: str | None = None
     sample_rate: int | None = None
     seconds: float | None = None
     n_mels: int | None = None
@@ -247,9 +250,10 @@ def create_encoder(name: str, **overrides: Any) -> Encoder:
             raise UserError(f"encoder '{name}' has no option {', '.join(map(repr, unknown))} "
                             f"(options: {allowed}; inputs: {', '.join(input_names)})")
     if entry.modality == "audio" and "time_frames" not in overrides and any(
-        key in overrides for key in ("sample_rate", "seconds", "hop_seconds")
+        key in overrides for key in ("features", "sample_rate", "seconds", "win_seconds", "hop_seconds")
     ):
-        inputs["time_frames"] = log_mel_frames(inputs["seconds"], inputs["sample_rate"], inputs["hop_seconds"])
+        inputs["time_frames"] = audio_frames(inputs["features"], inputs["seconds"], inputs["sample_rate"],
+                                             inputs["win_seconds"], inputs["hop_seconds"])
     _check_inputs(name, entry.modality, inputs)
     model = entry.builder(**options)
     spec = _measure_spec(model, name, entry, inputs)
@@ -257,12 +261,6 @@ def create_encoder(name: str, **overrides: Any) -> Encoder:
     model.encoder_name = name
     model.encoder_args = dict(overrides)
     return model
-
-
-def log_mel_frames(seconds: float, sample_rate: int, hop_seconds: float) -> int:
-    """Frames of a centred STFT (torchaudio's default) over ``seconds`` of audio."""
-    hop = int(round(hop_seconds * sample_rate))
-    return 1 + int(round(seconds * sample_rate)) // hop
 
 
 def _check_inputs(name: str, modality: str, inputs: dict[str, Any]) -> None:

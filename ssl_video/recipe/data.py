@@ -7,13 +7,14 @@ One name per clip quantity everywhere (code, recipes, CLI flags, docs): ``frames
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ssl_video.config import Section, bounded
 from ssl_video.errors import ConfigError
 
-__all__ = ["ClipSampling", "VideoAugment", "AudioFeatures", "ClipConfig", "DataConfig", "DATASETS"]
+__all__ = ["ClipSampling", "VideoAugment", "AudioFeatures", "ClipConfig", "DataConfig", "DATASETS", "audio_frames"]
 
 DATASETS = ("ucf101", "hmdb51", "kinetics", "folder", "synthetic", "tsp")
 
@@ -62,10 +63,30 @@ class VideoAugment(Section):
             raise ConfigError("std", f"every value must be > 0, got {list(self.std)}")
 
 
+def audio_frames(features: str, seconds: float, sample_rate: int, win_seconds: float, hop_seconds: float) -> int:
+    """Time frames of the features of ``seconds`` of audio: ``logmel`` (centred frames, torchaudio) gives
+    ``1 + n // hop``; ``logfbank`` (frames from the first sample, the last one zero-padded, as
+    python_speech_features) gives ``1 + ceil((n - win) / hop)`` (1 when ``n <= win``): 99 for 1 s at 24 kHz."""
+    n = int(round(seconds * sample_rate))
+    hop = int(math.floor(hop_seconds * sample_rate + 0.5))
+    if features == "logmel":
+        return 1 + n // hop
+    win = int(math.floor(win_seconds * sample_rate + 0.5))
+    return 1 if n <= win else 1 + math.ceil((n - win) / hop)
+
+
 @dataclass
 class AudioFeatures(Section):
-    """Log-mel settings (the audio encoders' input contract)."""
+    """Audio features (the audio encoders' input contract).
 
+    ``features``: ``logmel`` (ours: torchaudio mel spectrogram, Hann window, centred frames, natural log of
+    power + 1e-6) or ``logfbank`` (the official STiCA/GDT features, python_speech_features ``logfbank``:
+    int16-scaled samples, pre-emphasis ``preemphasis``, rectangular window, frames from the first sample,
+    power spectrum / n_fft, triangular mel filters, log; 1 x 257 x 99 for 1 s at 24 kHz).
+    """
+
+    features: Literal["logmel", "logfbank"] = "logmel"
+    preemphasis: float = bounded(0.97, ge=0, lt=1)  # logfbank only
     sample_rate: int = bounded(16000, ge=1000)
     n_mels: int = bounded(64, ge=1)
     n_fft: int = bounded(512, ge=2)
@@ -82,6 +103,9 @@ class AudioFeatures(Section):
             raise ConfigError("f_max", f"is above the Nyquist frequency {self.sample_rate / 2:g}")
         _check_range_pair(self.volume_jitter, "volume_jitter", 0.0, None)
 
+    def time_frames(self, seconds: float) -> int:
+        return audio_frames(self.features, seconds, self.sample_rate, self.win_seconds, self.hop_seconds)
+
 
 @dataclass
 class ClipConfig(Section):
@@ -89,7 +113,12 @@ class ClipConfig(Section):
 
     frames: int = bounded(16, ge=1)
     fps: float = bounded(16.0, gt=0)
-    resize: int = bounded(128, ge=1)  # short side the decoder scales to before cropping
+    resize: int = bounded(128, ge=1)  # short side the decoder scales to before cropping (resize_mode short_side)
+    # short_side: scale the short side to `resize`, aspect kept (ours); fixed: scale to exactly `resize_hw`
+    # (height, width), aspect not kept (official TSP: 128 x 171); native: no scaling, crops from the decoded
+    # resolution (official STiCA)
+    resize_mode: Literal["short_side", "fixed", "native"] = "short_side"
+    resize_hw: tuple[int, int] | None = None
     sampling: ClipSampling = field(default_factory=ClipSampling)
     video: VideoAugment = field(default_factory=VideoAugment)
     audio: AudioFeatures | None = field(default_factory=AudioFeatures)
@@ -99,9 +128,20 @@ class ClipConfig(Section):
     seek_mode: Literal["exact", "approximate"] = "exact"
 
     def check(self) -> None:
+        if self.resize_mode == "fixed" and self.resize_hw is None:
+            raise ConfigError("resize_hw", "resize_mode fixed needs the (height, width) to scale every frame to")
+        if self.resize_hw is not None and min(self.resize_hw) < 1:
+            raise ConfigError("resize_hw", f"expected two positive sizes, got {list(self.resize_hw)}")
         if self.views > 1 and self.sampling.num_clips > 1:
             raise ConfigError("views", f"{self.views} views of each clip cannot be combined with "
                               f"sampling.num_clips = {self.sampling.num_clips}")
+
+    @property
+    def decode_size(self) -> int | tuple[int, int] | None:
+        """What the decoder scales frames to: the short side, an exact (height, width), or None (native)."""
+        if self.resize_mode == "fixed":
+            return (int(self.resize_hw[0]), int(self.resize_hw[1]))
+        return None if self.resize_mode == "native" else self.resize
 
 
 @dataclass

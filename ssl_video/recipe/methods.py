@@ -60,6 +60,9 @@ class FeatureCropConfig(Section):
     temporal_large_window: int | float = 0.75
     temporal_small_window: int | float = 0.5
     pair_every_large: bool = False  # False: only the second large crops of the two views pair (published)
+    # inclusive: offsets over every position where the window fits (ours); official: the official sampler's
+    # exclusive upper bound (6x6 crops of a 7x7 map always at the origin, large temporal crops start at 0)
+    offsets: Literal["inclusive", "official"] = "inclusive"
 
     def check(self) -> None:
         for name in CROP_GROUPS:
@@ -129,6 +132,11 @@ class TSPConfig(Section):
     allow_random_init: bool = False  # a zoo name (random weights) is refused unless this is true
     train_csv: str | None = field(default=None, metadata={"path": "file"})  # TSP ground-truth CSV
     gvf: str | None = field(default=None, metadata={"path": "file"})  # `ssl-video tsp gvf` output
+    # the validation split, evaluated after every epoch (clips evenly spaced in each segment, centre crop);
+    # never a test split: trainer.best_metric picks checkpoints/best.pt on it
+    valid_csv: str | None = field(default=None, metadata={"path": "file"})
+    valid_videos: str | None = field(default=None, metadata={"path": "dir"})  # None: data.videos
+    valid_gvf: str | None = field(default=None, metadata={"path": "file"})  # None: tsp.gvf
     global_feature: Literal["gvf", "none"] = "gvf"  # what the region head sees next to the clip feature
     clips_per_segment: int = bounded(5, ge=1)  # clips per segment per epoch
     action_weight: float = bounded(1.0, ge=0)
@@ -140,6 +148,14 @@ class TSPConfig(Section):
     def check(self) -> None:
         if self.action_weight == 0 and self.region_weight == 0:
             raise ConfigError("region_weight", "action_weight and region_weight are both 0: nothing to learn")
+        if self.valid_csv is not None:
+            from pathlib import PurePath
+
+            if "test" in PurePath(self.valid_csv).name.lower():
+                raise ConfigError("valid_csv", f"{self.valid_csv} looks like a test split: validation (and "
+                                  "best.pt) must use a validation split")
+            if self.train_csv is not None and PurePath(self.valid_csv) == PurePath(self.train_csv):
+                raise ConfigError("valid_csv", "is the training CSV: give a held-out validation split")
 
     def check_recipe(self, recipe) -> None:
         if recipe.data.dataset != "tsp":

@@ -66,3 +66,12 @@ class TrainerConfig(Section):
     stop_at_step: int | None = bounded(None, ge=0)  # stop early at this step (checkpoint written)
     progress: bool = True  # progress bar on the terminal
     tensorboard: bool = True  # event files in RUN/tb
+    # validation at every epoch end runs when the method has a validation set (e.g. tsp.valid_csv);
+    # best_metric names the one of its metrics ("val/...") that keeps checkpoints/best.pt
+    best_metric: str | None = None
+    best_mode: Literal["max", "min"] = "max"
+
+    def check(self) -> None:
+        if self.best_metric is not None and not self.best_metric.startswith("val/"):
+            raise ConfigError("best_metric", "must name a validation metric ('val/...'): best.pt is chosen on the "
+                              f"validation split only, got {self.best_metric!r}")
