@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "slurm" / "local.yaml"
-STEPS = 16
+# long enough that a requeue sent two steps after a resume always lands before the last step, even on busy
+# cores (the resumed part of a 16-step run lasted under a second, and a requeue once arrived after it)
+STEPS = 48
 WAIT_S = 420.0  # a bound for a broken cluster; a job here takes 10-30 s on an idle machine
 
 

@@ -55,7 +55,10 @@ class TrainerConfig(Section):
     grad_accum: int = bounded(1, ge=1)  # micro-batches of data.batch_size per optimizer step
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # CUDA only; off on the CPU unless cpu_autocast
-    cpu_autocast: bool = False  # bf16 autocast on the CPU too (rarely faster; exercises the AMP path anywhere)
+    # bf16 autocast on the CPU too (rarely faster; exercises the AMP path anywhere). PyTorch 2.14's CPU bf16
+    # Conv3d backward can return NaN weight gradients for a (3,1,1) kernel on a 2-step time axis: the trainer's
+    # gradient check then stops the run (exit 4) rather than train on them
+    cpu_autocast: bool = False
     compile: bool = False  # torch.compile the method
     sync_batchnorm: bool = False  # BatchNorm statistics over every process (CUDA, several processes)
     find_unused_parameters: bool = False  # DDP option for methods that skip parameters in some steps
