@@ -40,3 +40,13 @@ def test_train_throughput_benchmark_compares_variants_with_fp32():
     assert set(result["clips_per_s"]) == {"fp32", "channels_last"}
     assert result["ratio_vs_fp32"]["fp32"] == 1.0
     assert all(value > 0 for value in result["clips_per_s"].values())
+
+
+@pytest.mark.slow
+def test_contention_benchmark_reports_both_settings_alone_and_beside_busy():
+    # catches: a setting or condition missing from the report, the slowdown computed from the wrong pair
+    result = last_json("contention.py", "--steps", "1", "--rounds", "1", "--batch", "2")
+    rates = result["steps_per_s"]
+    assert set(rates) == {"shipped", "default"}
+    assert all(set(v) == {"alone", "beside_busy"} and min(v.values()) > 0 for v in rates.values())
+    assert result["slowdown_beside_busy"] == round(rates["shipped"]["alone"] / rates["shipped"]["beside_busy"], 3)

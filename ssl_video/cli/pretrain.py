@@ -79,6 +79,9 @@ def run_pretrain(args) -> int:
 
 
 def _train_here(recipe, run_dir: Path, recipe_path: str) -> int:
+    from ssl_video.threads import configure
+
+    configure(workers=recipe.data.num_workers)  # before torch starts: thread count and wait policy
     from ssl_video.engine.trainer import train
     from ssl_video.errors import exit_code_for_status
 

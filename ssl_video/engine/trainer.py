@@ -54,6 +54,7 @@ from ssl_video.engine.schedule import lr_factor, schedule_from_config
 from ssl_video.engine.validation import BestEpoch, validate, validation_loader
 from ssl_video.errors import CheckpointWriteError, NonFiniteLoss, UserError, one_line
 from ssl_video.files import write_json, write_text
+from ssl_video import threads
 
 __all__ = ["train", "STOP_SIGNALS"]
 
@@ -219,6 +220,7 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
     leaves SIGTERM and SIGUSR2 to the caller.
     """
     stop = _StopFlag(handle_signals)  # from the start: a signal during set-up stops after the first step
+    threads.configure(workers=recipe.data.num_workers)  # OMP_NUM_THREADS set by a launcher or the user wins
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     accelerator, clean = None, False
     try:
