@@ -50,3 +50,20 @@ def test_contention_benchmark_reports_both_settings_alone_and_beside_busy():
     assert set(rates) == {"shipped", "default"}
     assert all(set(v) == {"alone", "beside_busy"} and min(v.values()) > 0 for v in rates.values())
     assert result["slowdown_beside_busy"] == round(rates["shipped"]["alone"] / rates["shipped"]["beside_busy"], 3)
+
+
+@pytest.mark.slow
+def test_stica_ablation_benchmark_reports_gaps_per_variant():
+    # catches: a variant's overrides not reaching the run (equal component flags), the gap not pretrained
+    # minus random init, a variant missing from the JSON line
+    tiny = ["trainer.progress=false", "data.num_workers=0", "data.batch_size=8",
+            "stica.video_encoder_args.width=0.0625", "stica.audio_encoder_args.width=0.0625",
+            "data.clip.frames=8", "data.clip.fps=8"]
+    result = last_json("stica_ablation.py", "--seeds", "0", "--steps", "2", "--variants", "cross_modal", "full",
+                       "--pretrain-videos-per-class", "4", "--eval-videos-per-class", "8", "--workers", "0", *tiny)
+    assert set(result["mean_gap"]) == {"cross_modal", "full"} and result["steps"] == 2
+    for name in ("cross_modal", "full"):
+        row = result["per_seed"][name]["0"]
+        assert row["gap"] == pytest.approx(row["top1"] - result["random_init_top1"]["0"], abs=1e-3)
+    assert result["per_seed"]["cross_modal"]["0"]["final_losses"]["loss_crop"] == 0.0
+    assert result["per_seed"]["full"]["0"]["final_losses"]["loss_crop"] > 0.0
