@@ -135,5 +135,6 @@ def test_demo_recipe_trains_the_whole_method_on_a_map_crops_can_use():
     clip = recipe.data.clip
     with torch.no_grad():
         t, h, w = method.video_features(torch.zeros(1, 3, clip.frames, clip.video.crop, clip.video.crop)).shape[2:]
+    assert min(t, h, w) >= 4  # catches layer_strides ignored: the default strides leave 2 x 2 x 2
     assert window_cells(s.crops.spatial_small_window, h) < window_cells(s.crops.spatial_large_window, h) < h + 1
     assert window_cells(s.crops.temporal_small_window, t) < window_cells(s.crops.temporal_large_window, t)
