@@ -336,6 +336,7 @@ def test_signal_checkpoints_at_the_next_step_boundary(tmp_path, monkeypatch, ref
     assert_same_state(weights(run), reference)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_3(tmp_path):
     path, run = recipe_file(tmp_path, trainer={"checkpoint_every": 2}), tmp_path / "run"
     proc = start_script(["pretrain", str(path), "--run-dir", str(run)], sleep=0.15)
