@@ -74,3 +74,63 @@ def test_video_filter_leaving_nothing_is_a_user_error(screened_videos):
     cfg = ClipConfig(frames=4, fps=10, require_audio=True, min_seconds=1.1)
     with pytest.raises(UserError, match="passes the filter"):
         ClipDataset([VideoRecord(path=paths["no_audio"], label=0, video_id="v")], cfg, train=True, log=lambda m: None)
+
+
+# ---------------------------------------------------------------------------------------------- TSP
+
+
+def _tiny_tsp(**kwargs):
+    import torch
+
+    from ssl_video.methods.tsp import TSP
+    from ssl_video.models.registry import create_encoder
+    from tests.factories import TINY_VIDEO
+
+    torch.manual_seed(0)
+    return TSP(create_encoder("r2plus1d_18", **TINY_VIDEO), 3, **kwargs)
+
+
+def _tsp_batch(dim: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    label = torch.tensor([0, -1, 1, -1])
+    return {"video": torch.randn(4, 3, 4, 32, 32, generator=g), "label": label, "region": (label >= 0).long(),
+            "gvf": torch.randn(4, dim, generator=g)}
+
+
+def test_tsp_stem_batchnorm_statistics_update_as_the_official_run():
+    # official (TSP train/train.py): stem lr 0, model.train(): each stem BN's running mean becomes
+    # (1 - momentum) * old + momentum * mean of its input over (N, T, H, W), by hand below.
+    # catches: stem_bn=train still putting the stem in eval mode, or the stem's weights trainable
+    import torch
+
+    method = _tiny_tsp(freeze_stem=True, stem_bn="train").train()
+    norms = [m for m in method.video_encoder.stem.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert norms
+    seen, before = {}, [m.running_mean.clone() for m in norms]
+    hooks = [m.register_forward_hook(lambda mod, args, out, i=i: seen.__setitem__(i, args[0].detach()))
+             for i, m in enumerate(norms)]
+    weights = {k: v.clone() for k, v in method.video_encoder.stem.named_parameters()}
+    method(_tsp_batch(method.video_encoder.spec.feature_dim))["loss"].backward()
+    for h in hooks:
+        h.remove()
+    for i, m in enumerate(norms):
+        want = (1 - m.momentum) * before[i] + m.momentum * seen[i].mean(dim=(0, 2, 3, 4))
+        torch.testing.assert_close(m.running_mean, want)
+    assert all(p.grad is None and torch.equal(p, weights[k]) for k, p in method.video_encoder.stem.named_parameters())
+    frozen = _tiny_tsp(freeze_stem=True).train()  # ours: statistics kept
+    assert not frozen.video_encoder.stem.training
+
+
+def test_tsp_official_head_init_is_normal_001_with_zero_bias():
+    # official (TSP models/model.py _build_fc): nn.init.normal_(weight, 0, 0.01), bias 0, for both heads.
+    # catches: std 0.1 (variance/std confusion), the bias left at PyTorch's default, one head forgotten
+    import torch
+
+    method = _tiny_tsp(head_init="official")
+    weights = torch.cat([method.action_head.weight.flatten(), method.region_head.weight.flatten()])
+    assert abs(weights.std().item() - 0.01) < 0.002 and abs(weights.mean().item()) < 0.002
+    assert not method.action_head.bias.any() and not method.region_head.bias.any()
+    default = _tiny_tsp()  # PyTorch's uniform(+-1/sqrt(fan_in)): a non-zero bias
+    assert default.action_head.bias.abs().sum() > 0
