@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ssl_video.errors import ConfigError
 
@@ -117,7 +117,7 @@ class PoolingSettings:
     max_clips: int = 300
     seed: int = 0
     device: str = "auto"
-    head_kwargs: dict = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)  # head name -> constructor keywords
     preset: Literal["ours", "paper"] = "ours"  # paper: PAPER_POOLING under every key not given
     # -- official behaviour (LOUPE loupe.py, WILLOW frame_level_models.py / video_level_models.py / train.py)
     input_bn: bool = False  # BatchNorm over the clip features before pooling (official: before the split)
