@@ -368,3 +368,31 @@ def test_attention_clusters_reference_head_by_hand():
     want = torch.tanh(torch.tanh(z @ fc1.weight.T + fc1.bias) @ fc2.weight.T + fc2.bias) @ fc3.weight.T + fc3.bias
     torch.testing.assert_close(block(z), want)
     assert not hasattr(block, "fc")
+
+
+# ---------------------------------------------------------------------------------------------- STiCA step
+
+
+def test_audio_network_runs_once_per_view_with_two_batchnorm_updates():
+    # official (GDT main_stica.py): `for i in range(len(video)): model(video_input, audio, ...)`: the audio net
+    # runs for each view on the same audio, so each BN's running mean moves twice toward the batch mean mu:
+    # r = (1 - m)^2 r0 + (1 - (1 - m)^2) mu (by hand below). catches: the switch ignored (one pass, one update)
+    import torch
+
+    from ssl_video.methods.stica import STiCA
+    from tests.test_stica import tiny_batch, tiny_config
+
+    for per_view, passes in ((True, 2), (False, 1)):
+        torch.manual_seed(0)
+        method = STiCA(tiny_config(feature_crop=False, audio_per_view=per_view)).train()
+        norm = next(m for m in method.audio_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        inputs, calls = [], []
+        norm.register_forward_hook(lambda mod, args, out: inputs.append(args[0].detach()))
+        method.audio_encoder.register_forward_hook(lambda *a: calls.append(1))
+        r0, m = norm.running_mean.clone(), norm.momentum
+        method(tiny_batch())["loss"].backward()
+        assert len(calls) == passes
+        mu = inputs[0].mean(dim=(0, 2, 3))
+        torch.testing.assert_close(inputs[-1].mean(dim=(0, 2, 3)), mu)  # the same audio both times
+        keep = (1 - m) ** passes
+        torch.testing.assert_close(norm.running_mean, keep * r0 + (1 - keep) * mu)

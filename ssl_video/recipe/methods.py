@@ -105,6 +105,9 @@ class StiCAConfig(Section):
     crop_weight: float = bounded(0.5, ge=0)
     detach_keys: bool = True  # published: gradients through the query side only; False: through both sides
     feature_crop: bool = True  # False: no crop terms (cross-modal only)
+    # True: the audio network runs once per view, each view against its own audio embedding (official
+    # main_stica.py: two dropout masks, two BatchNorm updates); False: once per clip, shared by both views
+    audio_per_view: bool = False
     crops: FeatureCropConfig = field(default_factory=FeatureCropConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
 
