@@ -20,6 +20,10 @@ Protocol (written into every report):
   spaced clips in testing. The same seed initialises every head.
 * multi-class: softmax cross-entropy, top-1 and top-5 accuracy; multi-label: binary cross-entropy,
   GAP@20 and mAP. The last epoch's model is tested (nothing is selected on the test split).
+* the official LOUPE / Youtube-8M-WILLOW / Attention Clusters behaviour is a set of named settings (input BN,
+  BN gating, MoE probability gating, hidden FC with bias, MoE L2, NetFV global second order, sampling with
+  replacement, per-tensor clipping, staircase lr decay, summed BCE, alpha/beta init, the tanh MLP head);
+  ``preset: paper`` sets the published run (docs/FIDELITY.md).
 """
 
 from __future__ import annotations
