@@ -387,8 +387,8 @@ def test_audio_network_runs_once_per_view_with_two_batchnorm_updates():
         method = STiCA(tiny_config(feature_crop=False, audio_per_view=per_view)).train()
         norm = next(m for m in method.audio_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
         inputs, calls = [], []
-        norm.register_forward_hook(lambda mod, args, out: inputs.append(args[0].detach()))
-        method.audio_encoder.register_forward_hook(lambda *a: calls.append(1))
+        norm.register_forward_hook(lambda mod, args, out, seen=inputs: seen.append(args[0].detach()))
+        method.audio_encoder.register_forward_hook(lambda *a, seen=calls: seen.append(1))
         r0, m = norm.running_mean.clone(), norm.momentum
         method(tiny_batch())["loss"].backward()
         assert len(calls) == passes
