@@ -95,6 +95,9 @@ def load_settings(protocol: Protocol, data: dict | None, prefix: str = ""):
         if key in data:
             where = f"{prefix}.{key}" if prefix else key
             raise ConfigError(where, f"set by the run options (--{key}), not by the protocol settings")
+    expand = getattr(protocol.settings, "expand_preset", None)
+    if expand is not None:
+        data = expand(data)
     settings = from_dict(protocol.settings, data, prefix)
     check = getattr(settings, "check", None)
     if check is not None:

@@ -126,6 +126,11 @@ class ClipConfig(Section):
     views: int = bounded(1, ge=1)  # augmented views of the same decoded clip (contrastive methods use 2)
     pad: Literal["repeat", "loop"] = "repeat"
     seek_mode: Literal["exact", "approximate"] = "exact"
+    # training sets only, one probe per file when the dataset is built (official STiCA: both set, 1.1 s):
+    # drop videos without an audio stream (ours: kept, silent audio, out of the cross-modal term) and videos
+    # whose video or audio stream lasts min_seconds or less (0: no minimum); unreadable files are dropped too
+    require_audio: bool = False
+    min_seconds: float = bounded(0.0, ge=0)
 
     def check(self) -> None:
         if self.resize_mode == "fixed" and self.resize_hw is None:

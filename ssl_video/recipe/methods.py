@@ -105,6 +105,9 @@ class StiCAConfig(Section):
     crop_weight: float = bounded(0.5, ge=0)
     detach_keys: bool = True  # published: gradients through the query side only; False: through both sides
     feature_crop: bool = True  # False: no crop terms (cross-modal only)
+    # True: the audio network runs once per view, each view against its own audio embedding (official
+    # main_stica.py: two dropout masks, two BatchNorm updates); False: once per clip, shared by both views
+    audio_per_view: bool = False
     crops: FeatureCropConfig = field(default_factory=FeatureCropConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
 
@@ -143,6 +146,10 @@ class TSPConfig(Section):
     region_weight: float = bounded(1.0, ge=0)  # 0: TAC (action head only)
     backbone_lr_scale: float = bounded(0.05, ge=0)  # backbone lr = optim.lr x this (1e-4 with heads at 2e-3)
     freeze_stem: bool = True
+    # with freeze_stem, the stem's BatchNorm statistics: frozen (ours, eval mode) or train (official: lr 0 but
+    # the whole model in training mode, so they keep updating)
+    stem_bn: Literal["frozen", "train"] = "frozen"
+    head_init: Literal["default", "official"] = "default"  # official: weights N(0, 0.01), bias 0; default: PyTorch's
     num_classes: int = bounded(0, ge=0)  # 0: the action labels of train_csv
 
     def check(self) -> None:
