@@ -396,3 +396,83 @@ def test_audio_network_runs_once_per_view_with_two_batchnorm_updates():
         torch.testing.assert_close(inputs[-1].mean(dim=(0, 2, 3)), mu)  # the same audio both times
         keep = (1 - m) ** passes
         torch.testing.assert_close(norm.running_mean, keep * r0 + (1 - keep) * mu)
+
+
+# ---------------------------------------------------------------------------------------------- GDT colour pipeline
+
+
+def _gdt_gray(x: np.ndarray) -> np.ndarray:
+    g = 0.299 * x[:, 2] + 0.587 * x[:, 1] + 0.114 * x[:, 0]  # GDT: channels taken as BGR
+    return np.repeat(g[:, None], 3, axis=1)
+
+
+def test_official_grayscale_uses_bgr_weights_on_our_channels():
+    # mutation: RGB weights (0.299 on channel 0), or the gray value not copied to every channel
+    import torch
+
+    from ssl_video.data.transforms import official_gray
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(official_gray(torch.from_numpy(x)).numpy(), _gdt_gray(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["brightness", "contrast", "saturation"])
+def test_official_jitter_blends_like_gdt(kind):
+    # mutations: contrast against the clip mean (GDT: each frame's mean gray value), brightness blended with
+    # black in [0, 1] space instead of scaling normalised values, saturation against RGB-weighted gray
+    import torch
+
+    from ssl_video.data.transforms import official_jitter
+
+    x = np.random.default_rng(1).normal(size=(3, 3, 4, 5)).astype(np.float32)
+    alpha = 1.3
+    other = {"brightness": np.zeros_like(x),
+             "contrast": np.broadcast_to(_gdt_gray(x).mean(axis=(1, 2, 3), keepdims=True), x.shape),
+             "saturation": _gdt_gray(x)}[kind]
+    expected = x * alpha + other * (1 - alpha)
+    np.testing.assert_allclose(official_jitter(torch.from_numpy(x), kind, alpha).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_official_blur_is_the_fixed_anisotropic_kornia_kernel():
+    # mutations: a random sigma, the sigmas swapped (blur along H), zero padding instead of reflection
+    import torch
+
+    from ssl_video.data.transforms import official_blur
+
+    x = np.random.default_rng(2).normal(size=(2, 3, 16, 20)).astype(np.float64)
+    taps = np.arange(11) - 5
+    ky, kx = (np.exp(-taps ** 2 / (2 * s ** 2)) for s in (0.1, 2.0))
+    ky, kx = ky / ky.sum(), kx / kx.sum()
+    padded = np.pad(x, ((0, 0), (0, 0), (5, 5), (5, 5)), mode="reflect")
+    expected = np.zeros_like(x)
+    for i in range(11):
+        for j in range(11):
+            expected += ky[i] * kx[j] * padded[:, :, i:i + 16, j:j + 20]
+    out = official_blur(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+    assert np.abs(out - x).max() > 0.1  # a real blur along W (sigma 0.1 along H leaves rows nearly alone)
+
+
+def test_the_official_style_normalises_before_colour():
+    # mutation: the official style jittering [0, 1] frames and normalising afterwards (ours)
+    import random
+
+    import torch
+
+    from ssl_video.data.transforms import normalize, official_jitter, video_transform
+    from ssl_video.recipe import VideoAugment
+
+    video = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    cfg = VideoAugment(crop=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, color_jitter=1.0, brightness=0.4,
+                       contrast=0.0, saturation=0.0, style="official")
+    out = video_transform(video, cfg, True, random.Random(5))
+    base = normalize(video, cfg.mean, cfg.std)
+    alpha = float((out * base).sum() / (base * base).sum())  # brightness only: out must be base x alpha
+    assert 0.6 <= alpha <= 1.4
+    torch.testing.assert_close(out, base * alpha, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.permute(1, 0, 2, 3), official_jitter(base.permute(1, 0, 2, 3), "brightness", alpha),
+                               rtol=1e-5, atol=1e-5)
+    torchvision_style = video_transform(video, VideoAugment(**{**cfg.__dict__, "style": "torchvision"}), True,
+                                        random.Random(5))
+    assert not torch.allclose(torchvision_style, out, atol=1e-3)  # ours clamps to [0, 1] before normalising
