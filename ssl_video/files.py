@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["temporary_name", "write_atomic", "write_text", "write_json", "fsync_dir"]
+__all__ = ["temporary_name", "write_atomic", "write_text", "write_json", "fsync_dir", "open_log"]
 
 
 def temporary_name(path: str | Path, suffix: str | None = None) -> Path:
@@ -75,3 +75,11 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, data: Any) -> Path:
     """Replace ``path`` by ``data`` as indented JSON (non-JSON values written with ``str``)."""
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def open_log(path: str | Path):
+    """An append-only text log (``train.log``): lines are added, nothing is replaced; parents are created,
+    permissions follow the umask. The caller closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open by the caller)
