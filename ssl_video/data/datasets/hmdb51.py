@@ -10,17 +10,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, mark_missing, read_list_file, require_dir
+from ssl_video.data.datasets.base import (
+    DatasetLayout,
+    VideoRecord,
+    location_hint,
+    mark_missing,
+    read_list_file,
+    require_dir,
+)
 from ssl_video.errors import UserError
 
 _SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
 _SUBSETS = {"1": "train", "2": "test"}
 
 
-def load(root: str | None = None, videos: str | None = None, splits: str | None = None) -> DatasetLayout:
+def load(root: str | None = None, videos: str | None = None, splits: str | None = None,
+         names: dict[str, str] | None = None) -> DatasetLayout:
     if (videos is None or splits is None) and root is None:
-        raise UserError("hmdb51: give --root DIR (holding hmdb51_org/ and testTrainMulti_7030_splits/) "
-                        "or --videos and --splits")
+        raise UserError(location_hint("hmdb51", names, "holding hmdb51_org/ and testTrainMulti_7030_splits/"))
     videos_dir = require_dir(videos or Path(root) / "hmdb51_org", "hmdb51 videos directory")
     splits_dir = require_dir(splits or Path(root) / "testTrainMulti_7030_splits", "hmdb51 split directory")
     files: dict[str, dict[str, Path]] = {}
