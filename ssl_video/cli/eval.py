@@ -105,7 +105,8 @@ def _add_protocol(group, protocol) -> None:
         _dataset_group(cmd, protocol.inputs_required)
     if "clip" in groups:
         _clip_group(cmd, protocol.defaults.get("clips", 10))
-    _run_group(cmd, f"runs/eval/{protocol.name}", "cache" in groups, protocol.defaults.get("batch_size", 8))
+    out = f"runs/eval/{protocol.name}/<encoder>-<dataset>" if {"encoder", "dataset"} <= set(groups) else f"runs/eval/{protocol.name}"
+    _run_group(cmd, out, "cache" in groups, protocol.defaults.get("batch_size", 8))
     own = cmd.add_argument_group(f"{protocol.name} settings")
     for flag in protocol.flags:
         kwargs = {"dest": f"setting_{flag.key}", "help": flag.help, "metavar": flag.metavar or flag.key.upper(), "choices": flag.choices}
