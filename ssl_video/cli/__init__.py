@@ -137,6 +137,9 @@ def _slurm_handler(args, argv: list[str]):
                 raise UserError(f"--{flag.replace('_', '-')} goes with --slurm PROFILE")
         return None
     submit = getattr(args, "_slurm_submit", None)
+    check = getattr(args, "_slurm_check", None)
+    if check is not None and not getattr(args, "dry_run", False):
+        check(args)  # the inputs are there before the job waits in the queue
     if submit is None:
         from ssl_video.slurm.submit import submit_command
 

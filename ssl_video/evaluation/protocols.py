@@ -120,8 +120,10 @@ def _merge(flags: dict, overrides: dict) -> dict:
     return {**flags, **overrides}
 
 
-def make_inputs(protocol: Protocol, **given):
-    """:class:`EvalInputs` from the given values (``None``: the protocol's default, then the field's)."""
+def make_inputs(protocol: Protocol, check_device: bool = True, **given):
+    """:class:`EvalInputs` from the given values (``None``: the protocol's default, then the field's).
+
+    The device is checked first (``check_device=False`` where the command runs elsewhere: a Slurm job)."""
     from ssl_video.evaluation.runner import EvalInputs
 
     values = {**protocol.defaults, **{k: v for k, v in given.items() if v is not None}}
@@ -132,9 +134,10 @@ def make_inputs(protocol: Protocol, **given):
         value = values.get(key)
         if value is not None and (value < 0 or (value == 0 and key != "workers")):
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
-    from ssl_video.device import resolve_device
+    if check_device:
+        from ssl_video.device import resolve_device
 
-    resolve_device(values.get("device", "auto"))  # before anything is read, cached or written
+        resolve_device(values.get("device", "auto"))  # before anything is read, cached or written
     if "out" not in values and values.get("encoder") and values.get("dataset"):
         values["out"] = default_out(protocol.name, values["encoder"], values["dataset"])
     return EvalInputs(**{k: v for k, v in values.items() if k in _EVAL_FIELDS})
