@@ -127,6 +127,8 @@ def make_inputs(protocol: Protocol, check_device: bool = True, **given):
     from ssl_video.evaluation.runner import EvalInputs
 
     values = {**protocol.defaults, **{k: v for k, v in given.items() if v is not None}}
+    if "out" not in values and values.get("encoder") and values.get("dataset"):
+        values["out"] = default_out(protocol.name, values["encoder"], values["dataset"])
     values.setdefault("out", f"runs/eval/{protocol.name}")
     values.setdefault("dataset", "")
     values.setdefault("encoder", "")
@@ -138,8 +140,7 @@ def make_inputs(protocol: Protocol, check_device: bool = True, **given):
         from ssl_video.device import resolve_device
 
         resolve_device(values.get("device", "auto"))  # before anything is read, cached or written
-    if "out" not in values and values.get("encoder") and values.get("dataset"):
-        values["out"] = default_out(protocol.name, values["encoder"], values["dataset"])
+
     return EvalInputs(**{k: v for k, v in values.items() if k in _EVAL_FIELDS})
 
 
