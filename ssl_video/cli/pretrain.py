@@ -27,7 +27,7 @@ num_workers, device, logging and checkpoint intervals, trainer.stop_at_step) is 
 leaves no run directory behind.
 
 Starting and extending:
-  ssl-video pretrain runs/x/config.yaml --run-dir runs/x trainer.max_steps=2000 --extend
+  ssl-video pretrain runs/x/config.yaml trainer.max_steps=2000 --run-dir runs/x --extend
       train a finished (or running) run further: only trainer.max_steps / trainer.epochs may change; the
       learning-rate schedule is laid over the new length and training goes on from the saved step (with a
       cosine schedule the rate at the saved step is the longer schedule's, i.e. higher than where it stopped)
