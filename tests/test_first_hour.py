@@ -393,3 +393,24 @@ def test_list_encoders_patterns():
     assert ssl_video.list_encoders("r2*") == ["r2plus1d_18", "r2plus1d_34"]
     assert ssl_video.list_encoders("*18", modality="audio") == ["audio_resnet18"]
     assert "r2plus1d_18" in ssl_video.list_encoders()
+
+
+def test_public_api_is_discoverable_and_read_clips_follows_the_contract(exported, synth):
+    import doctest
+
+    import ssl_video
+    import ssl_video.models.registry as registry
+
+    # mutation: a name in __all__ that the lazy table cannot give
+    for name in ssl_video.__all__:
+        assert getattr(ssl_video, name) is not None, name
+    assert set(ssl_video.__all__) <= set(dir(ssl_video))
+    assert (REPO / "ssl_video" / "py.typed").is_file()
+    assert doctest.testmod(registry, optionflags=doctest.ELLIPSIS).failed == 0  # the docstring examples run
+    encoder = ssl_video.load_encoder(exported)
+    video = next((synth / "UCF-101").rglob("*.mp4"))
+    clips = ssl_video.read_clips(video, encoder, clips=3)
+    # mutation: read_clips ignoring the encoder's contract (4 frames, 16 px crop)
+    assert tuple(clips.shape) == (3, 3, 4, 16, 16)
+    assert tuple(encoder(clips).shape) == (3, encoder.spec.feature_dim)
+    assert tuple(ssl_video.read_clips(video, exported, clips=1, frames=2).shape) == (1, 3, 2, 16, 16)

@@ -317,6 +317,10 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
 def load_encoder(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild an exported encoder and strict-load its weights; returned in eval mode.
 
+    >>> encoder = load_encoder("encoders/x")            # doctest: +SKIP
+    >>> encoder.spec.input_shape()                      # doctest: +SKIP
+    (3, 16, 112, 112)
+
     Every problem (missing or damaged files, unknown architecture, weights of another architecture) is a
     :class:`~ssl_video.errors.UserError` with one line of explanation.
     """

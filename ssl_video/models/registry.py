@@ -245,7 +245,13 @@ def encoder_options(name: str) -> dict[str, Any]:
 
 
 def create_encoder(name: str, **overrides: Any) -> Encoder:
-    """Build encoder ``name``; ``overrides`` are input-contract fields or architecture options."""
+    """Build encoder ``name`` (random init; see :func:`list_encoders`, or ``timm:<model>``); ``overrides`` are
+    input-contract fields (``frames``, ``crop_size``, ...) or architecture options (``width``, ...).
+
+    >>> encoder = create_encoder("r2plus1d_18", width=0.25, frames=8)
+    >>> encoder.spec.frames, encoder.spec.modality
+    (8, 'video')
+    """
     entry = _entry(name, overrides)
     input_names = INPUT_FIELDS[entry.modality]
     other_names = INPUT_FIELDS["audio" if entry.modality == "video" else "video"]
