@@ -414,3 +414,25 @@ def test_public_api_is_discoverable_and_read_clips_follows_the_contract(exported
     assert tuple(clips.shape) == (3, 3, 4, 16, 16)
     assert tuple(encoder(clips).shape) == (3, encoder.spec.feature_dim)
     assert tuple(ssl_video.read_clips(video, exported, clips=1, frames=2).shape) == (1, 3, 2, 16, 16)
+
+
+def test_dependencies_are_ranges_whose_lower_bounds_are_the_pins():
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    for requirement in project["dependencies"]:
+        # mutation: an exact pin (==) back in pyproject.toml (an environment's own torch would be replaced)
+        assert "==" not in requirement, requirement
+        name, lower = re.match(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement).groups()
+        assert name.lower().replace("_", "-") in pins, name
+    from importlib import metadata
+
+    for name in ("torch", "torchvision", "accelerate", "timm", "safetensors"):  # the tested lower bounds
+        spec = next(r for r in project["dependencies"] if r.startswith(name + ">="))
+        assert spec.split(">=")[1].split(",")[0] == pins[name]
+        assert metadata.version(name).split("+")[0] == pins[name]

@@ -106,10 +106,10 @@ def _trained_source(provenance: dict, extra: dict, defaults: str) -> str:
         what = f"imported from {Path(str(provenance.get('source', '?'))).name} ({provenance.get('format')} format"
         what += f", sha256 {str(provenance['sha256'])[:12]})" if provenance.get("sha256") else ")"
     elif config or provenance.get("step") is not None:
-        method = config.get("method", "?")
+        method = config.get("method")
         name = config.get("name") or provenance.get("recipe") or "?"
         dataset = (config.get("data") or {}).get("dataset")
-        what = f"{method} training, recipe {name}" + (f" on {dataset}" if dataset else "")
+        what = f"{method + ' ' if method else ''}training, recipe {name}" + (f" on {dataset}" if dataset else "")
         what += f", step {provenance.get('step')}"
     else:
         return defaults
