@@ -15,7 +15,7 @@ from ssl_video.errors import UserError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ogv", ".3gp")
 
 __all__ = ["VideoRecord", "DatasetLayout", "read_list_file", "find_videos", "require_dir", "VIDEO_EXTENSIONS",
-           "RECIPE_NAMES", "CHECK_FLAGS", "EVAL_FLAGS", "location_hint"]
+           "RECIPE_NAMES", "CHECK_FLAGS", "EVAL_FLAGS", "location_hint", "official_dirs"]
 
 # how each caller names a dataset's three locations (root, or videos + splits) in its hints
 RECIPE_NAMES = {"root": "data.root=DIR", "videos": "data.videos=DIR", "splits": "data.splits=DIR"}
@@ -83,6 +83,15 @@ def read_list_file(path: str | Path) -> list[str]:
     """Non-empty lines of a split file, tolerant of CRLF endings, a BOM and trailing blanks."""
     text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def official_dirs(dataset: str, root: str | None, videos: str | None, splits: str | None,
+                  layout: tuple[str, str], names: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """The videos and split directories: given explicitly, or ``layout``'s two folders under ``root``."""
+    if root is None and (videos is None or splits is None):
+        raise UserError(location_hint(dataset, names, f"holding {layout[0]}/ and {layout[1]}/"))
+    return (require_dir(videos or Path(root) / layout[0], f"{dataset} videos directory"),
+            require_dir(splits or Path(root) / layout[1], f"{dataset} split directory"))
 
 
 def require_dir(path: str | Path, what: str) -> Path:

@@ -13,10 +13,9 @@ from pathlib import Path
 from ssl_video.data.datasets.base import (
     DatasetLayout,
     VideoRecord,
-    location_hint,
     mark_missing,
+    official_dirs,
     read_list_file,
-    require_dir,
 )
 from ssl_video.errors import UserError
 
@@ -25,11 +24,7 @@ SPLITS = ("1", "2", "3")
 
 def resolve_dirs(root: str | None, videos: str | None, splits: str | None, names: dict[str, str] | None = None,
                  dataset: str = "ucf101") -> tuple[Path, Path]:
-    if videos is None and root is None or splits is None and root is None:
-        raise UserError(location_hint(dataset, names, "holding UCF-101/ and ucfTrainTestlist/"))
-    videos_dir = require_dir(videos or Path(root) / "UCF-101", "ucf101 videos directory")
-    splits_dir = require_dir(splits or Path(root) / "ucfTrainTestlist", "ucf101 split directory")
-    return videos_dir, splits_dir
+    return official_dirs(dataset, root, videos, splits, ("UCF-101", "ucfTrainTestlist"), names)
 
 
 def read_class_index(splits_dir: Path) -> list[str]:
