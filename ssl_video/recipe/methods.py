@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ssl_video.config import Section, bounded
 from ssl_video.errors import ConfigError
+from ssl_video.recipe.encoders import check_encoder_name
 
 __all__ = ["CROP_GROUPS", "window_cells", "FeatureCropConfig", "PoolingConfig", "StiCAConfig", "TSPConfig",
            "FinetuneConfig"]
@@ -112,6 +113,8 @@ class StiCAConfig(Section):
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
 
     def check(self) -> None:
+        check_encoder_name(self.video_encoder, "video_encoder", "video")
+        check_encoder_name(self.audio_encoder, "audio_encoder", "audio")
         if self.av_weight == 0 and (self.crop_weight == 0 or not self.feature_crop):
             raise ConfigError("av_weight", "with no cross-modal and no crop term there is nothing to learn")
 
@@ -153,6 +156,7 @@ class TSPConfig(Section):
     num_classes: int = bounded(0, ge=0)  # 0: the action labels of train_csv
 
     def check(self) -> None:
+        check_encoder_name(self.encoder, "encoder", "video")
         if self.action_weight == 0 and self.region_weight == 0:
             raise ConfigError("region_weight", "action_weight and region_weight are both 0: nothing to learn")
         if self.valid_csv is not None:
@@ -191,6 +195,7 @@ class FinetuneConfig(Section):
     num_classes: int = bounded(0, ge=0)  # 0: the number of classes of the dataset
 
     def check(self) -> None:
+        check_encoder_name(self.encoder, "encoder", "video")
         if self.encoder is None and self.init is None:
             raise ConfigError("encoder", "is null: name a zoo encoder or give finetune.init")
 
