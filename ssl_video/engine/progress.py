@@ -66,16 +66,19 @@ def tensorboard_tag(key: str) -> str:
 
 
 class TrainingLog:
-    """metrics.jsonl, train.log, TensorBoard and the progress of one run (inactive on processes other than rank 0).
+    """metrics.jsonl, train.log, TensorBoard, other trackers and the progress of one run (inactive on processes
+    other than rank 0).
 
     ``hparams``: the resolved recipe, logged once. ``interactive``: draw a progress bar (default: when
     stderr is a terminal); otherwise each logged step prints one plain line."""
 
     def __init__(self, run: RunDir, *, main: bool, start_step: int, total_steps: int, name: str,
-                 tensorboard: bool, progress: bool, hparams: dict | None = None, interactive: bool | None = None):
+                 tensorboard: bool, progress: bool, hparams: dict | None = None, interactive: bool | None = None,
+                 trackers=()):
         from tqdm.auto import tqdm
 
         self.main = main
+        self.trackers = list(trackers) if main else []  # Accelerate trackers (W&B, MLflow): log(values, step), finish()
         self.total_steps = total_steps
         self.metrics = MetricsLog(run.metrics, start_step) if main else None
         self.file = open_log(run.log) if main else None
@@ -125,6 +128,8 @@ class TrainingLog:
             for key, value in metrics.items():
                 if key not in ("step", "time"):
                     self.writer.add_scalar(tensorboard_tag(key), value, step)
+        for tracker in self.trackers:
+            tracker.log({k: v for k, v in metrics.items() if k not in ("step", "time")}, step=step)
         if "loss" in metrics:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
@@ -135,6 +140,8 @@ class TrainingLog:
             print(f"[ssl-video] {line}", flush=True)
 
     def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
         self.bar.close()
         if self.writer is not None:
             self.writer.close()

@@ -65,7 +65,25 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _make_accelerator(cfg):
+# trainer.trackers name -> what Accelerate's log_with takes (a name, or a GeneralTracker instance)
+TRACKERS: dict[str, Any] = {"wandb": "wandb", "mlflow": "mlflow"}
+
+
+def _trackers(names: list[str], run_dir: Path) -> list:
+    """Accelerate's ``log_with`` for ``trainer.trackers``; a tracker whose package is missing is one line."""
+    import importlib.util
+
+    out = []
+    for name in names:
+        tracker = TRACKERS[name]
+        if isinstance(tracker, str) and importlib.util.find_spec(tracker) is None:
+            raise UserError(f"trainer.trackers: {name} is not installed (pip install 'ssl_video[{name}]'), or "
+                            "remove it from the recipe")
+        out.append(tracker)
+    return out
+
+
+def _make_accelerator(cfg, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -77,7 +95,9 @@ def _make_accelerator(cfg):
         raise UserError("this GPU has no bf16 support: use trainer.mixed_precision=fp16 (or no)")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
     # cpu=True is what makes several CPU processes one gloo job (otherwise they train independently)
-    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp])
+    trackers = _trackers(cfg.trackers, run_dir)
+    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp], log_with=trackers or None,
+                       project_dir=str(run_dir) if trackers else None)
 
 
 def _set_determinism(deterministic: bool, cuda: bool) -> None:
@@ -276,7 +296,7 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     accelerator, clean = None, False
     try:
-        accelerator = _make_accelerator(recipe.trainer)
+        accelerator = _make_accelerator(recipe.trainer, Path(run_dir))
         run = _setup(recipe, RunDir(Path(run_dir)), recipe_path, accelerator, stop, resume, extend, flags)
         try:
             try:
@@ -383,8 +403,14 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag, resum
     accelerator.wait_for_everyone()  # every process has read the run directory before it changes
     if main:
         _prepare_run_dir(run, config, world, device)
+    if cfg.trackers:
+        from ssl_video.engine.checkpoint import flatten
+
+        accelerator.init_trackers(recipe.name, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                       for k, v in flatten(config).items()})
     log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
-                      tensorboard=cfg.tensorboard, progress=cfg.progress, hparams=config)
+                      tensorboard=cfg.tensorboard, progress=cfg.progress, hparams=config,
+                      trackers=accelerator.trackers if cfg.trackers else ())
     if initial is not None:
         _start_from(method, optimizer, initial, resume, log)
     model, optimizer = accelerator.prepare(method, optimizer)
