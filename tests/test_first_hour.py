@@ -283,7 +283,7 @@ def test_finetune_resume_refusal_names_out_not_run_dir():
 
 def test_extract_rerun_with_another_stride_writes_nothing(exported, synth, tmp_path, capsys):
     out = tmp_path / "feats.h5"
-    base = ["extract", "--encoder", exported, "--videos", synth / "UCF-101", "--clip-len", "4", "--fps", "8",
+    base = ["extract", "--encoder", exported, "--videos", synth / "UCF-101", "--frames", "4", "--fps", "8",
             "--out", out, "--workers", "0", "--device", "cpu"]
     code, _, err = run_cli([*base, "--stride", "4"], capsys)
     assert code == 0, err

@@ -68,6 +68,7 @@ RUNTIME_KEYS = (
     "trainer.stop_at_step",
     "trainer.progress",
     "trainer.tensorboard",
+    "trainer.trackers",
 )
 
 # Keys a resume may change with ``--extend`` (``train(..., extend=True)``): the training length. The schedule is
