@@ -47,6 +47,8 @@ class DemoSettings:
     overrides: list[str] = field(default_factory=list)  # dotted recipe overrides
     workers: int = 2
     progress: bool = True
+    data_dir: Path | None = None  # None: out/data (the ablation benchmark shares one per seed)
+    cache_dir: Path | None = None  # feature cache; None: out/feature_cache
 
 
 def _synthesise(directory: Path, videos_per_class: int, seconds: float, seed: int, settings: DemoSettings) -> dict:
@@ -89,7 +91,8 @@ def _probe(encoder: str, encoder_args: dict, eval_dir: Path, out: Path, settings
     from ssl_video.evaluation.runner import EvalInputs, run_linear_probe
 
     inputs = EvalInputs(encoder=encoder, encoder_args=encoder_args, dataset="synthetic", root=str(eval_dir),
-                        clips=settings.probe_clips, seed=settings.seed, workers=settings.workers, cache_dir=str(settings.out / "feature_cache"),
+                        clips=settings.probe_clips, seed=settings.seed, workers=settings.workers,
+                        cache_dir=str(settings.cache_dir or Path(settings.out) / "feature_cache"),
                         out=str(out), progress=settings.progress)
     return run_linear_probe(inputs)
 
@@ -117,7 +120,8 @@ def run_demo(settings: DemoSettings) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     recipe_path = Path(settings.recipe) if settings.recipe else default_recipe_path()
-    pretrain_dir, eval_dir = out / "data" / "pretrain", out / "data" / "eval"
+    data_dir = Path(settings.data_dir) if settings.data_dir else out / "data"
+    pretrain_dir, eval_dir = data_dir / "pretrain", data_dir / "eval"
     if not recipe_path.is_file():
         raise UserError(f"no such recipe: {recipe_path}")
     load_config(Recipe, recipe_path, [f"data.root={out}", *settings.overrides])  # bad overrides fail before any work
@@ -132,17 +136,25 @@ def run_demo(settings: DemoSettings) -> dict:
     recipe = load_config(Recipe, recipe_path, overrides)
     run = RunDir(out / "run")
     print(f"[2/4] STiCA pretraining ({recipe_path.name}) in {run.root}", flush=True)
+    stage_started = time.time()
     summary = _pretrain(recipe, recipe_path, run)
+    stages = {"data": data_seconds, "pretrain": time.time() - stage_started}
 
+    stage_started = time.time()
     encoder_dir = out / "encoder"
     print(f"[3/4] exporting the video encoder to {encoder_dir}", flush=True)
     export_encoder(run.root, encoder_dir, encoder="video")
     _, exported = read_encoder_config(encoder_dir)
+    stages["export"] = time.time() - stage_started
 
     print("[4/4] linear probe on the 3 splits of the evaluation set: pretrained, then random init", flush=True)
+    stage_started = time.time()
     pretrained = _probe(str(encoder_dir), {}, eval_dir, out / "probe_pretrained", settings)
+    stages["probe_pretrained"] = time.time() - stage_started
+    stage_started = time.time()
     random_init = _probe(exported["architecture"], dict(exported["args"]), eval_dir, out / "probe_random_init",
                          settings)
+    stages["probe_random_init"] = time.time() - stage_started
 
     metrics = _read_jsonl(run.metrics)
     plots = {
@@ -160,18 +172,28 @@ def run_demo(settings: DemoSettings) -> dict:
         "pretrain_seconds": summary.get("seconds"),
         "pretrain_steps": summary.get("step"),
         "final_losses": {k: metrics[-1][k] for k in ("loss", "loss_av", "loss_crop") if metrics and k in metrics[-1]},
+        "method": _components(recipe),
         "recipe": str(recipe_path),
         "overrides": overrides,
         "encoder": {"architecture": exported["architecture"], "args": exported["args"], "params": exported["params"]},
         "data": {"pretrain": {"videos": pretrain_data.get("videos"), "dir": str(pretrain_dir)},
                  "eval": {"videos": eval_data.get("videos"), "dir": str(eval_dir)}},
         "data_seconds": data_seconds,
+        "stage_seconds": stages,
         "seconds": time.time() - started,
         "plots": plots,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(demo_table(report) + "\n")
     return report
+
+
+def _components(recipe) -> dict:
+    """Which parts of STiCA the recipe trains (the report says what the numbers are of)."""
+    cfg = recipe.stica
+    crops = cfg.feature_crop and cfg.crop_weight > 0
+    return {"cross_modal": cfg.av_weight > 0, "feature_crop": crops, "transformer_pooling_layers": cfg.pooling.layers,
+            "within_modal": crops, "batch_size": recipe.data.batch_size}
 
 
 def demo_table(report: dict) -> str:
@@ -188,4 +210,11 @@ def demo_table(report: dict) -> str:
     lines.append("")
     lines.append(f"gap: {100 * report['gap_top1']:+.1f} points of top-1; pretraining took "
                  f"{report['pretrain_seconds']:.0f} s for {report['pretrain_steps']} steps")
+    method = report.get("method")
+    if method:
+        parts = ["cross-modal" if method["cross_modal"] else None,
+                 "Feature Crop (within-modal crop pairs)" if method["feature_crop"] else None,
+                 f"transformer pooling ({method['transformer_pooling_layers']} layers)"
+                 if method["transformer_pooling_layers"] else "average pooling"]
+        lines.append("trained: " + " + ".join(p for p in parts if p))
     return "\n".join(lines)

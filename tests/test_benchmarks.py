@@ -40,3 +40,30 @@ def test_train_throughput_benchmark_compares_variants_with_fp32():
     assert set(result["clips_per_s"]) == {"fp32", "channels_last"}
     assert result["ratio_vs_fp32"]["fp32"] == 1.0
     assert all(value > 0 for value in result["clips_per_s"].values())
+
+
+@pytest.mark.slow
+def test_contention_benchmark_reports_both_settings_alone_and_beside_busy():
+    # catches: a setting or condition missing from the report, the slowdown computed from the wrong pair
+    result = last_json("contention.py", "--steps", "1", "--rounds", "1", "--batch", "2")
+    rates = result["steps_per_s"]
+    assert set(rates) == {"shipped", "default"}
+    assert all(set(v) == {"alone", "beside_busy"} and min(v.values()) > 0 for v in rates.values())
+    assert result["slowdown_beside_busy"] == round(rates["shipped"]["alone"] / rates["shipped"]["beside_busy"], 3)
+
+
+@pytest.mark.slow
+def test_stica_ablation_benchmark_reports_gaps_per_variant():
+    # catches: a variant's overrides not reaching the run (equal component flags), the gap not pretrained
+    # minus random init, a variant missing from the JSON line
+    tiny = ["trainer.progress=false", "data.num_workers=0", "data.batch_size=8",
+            "stica.video_encoder_args.width=0.0625", "stica.audio_encoder_args.width=0.0625",
+            "data.clip.frames=8", "data.clip.fps=8"]
+    result = last_json("stica_ablation.py", "--seeds", "0", "--steps", "2", "--variants", "cross_modal", "full",
+                       "--pretrain-videos-per-class", "4", "--eval-videos-per-class", "8", "--workers", "0", *tiny)
+    assert set(result["mean_gap"]) == {"cross_modal", "full"} and result["steps"] == 2
+    for name in ("cross_modal", "full"):
+        row = result["per_seed"][name]["0"]
+        assert row["gap"] == pytest.approx(row["top1"] - result["random_init_top1"]["0"], abs=1e-3)
+    assert result["per_seed"]["cross_modal"]["0"]["final_losses"]["loss_crop"] == 0.0
+    assert result["per_seed"]["full"]["0"]["final_losses"]["loss_crop"] > 0.0

@@ -116,3 +116,24 @@ def test_sixty_frame_recipe_is_the_thirty_frame_one_with_2s_of_audio():
     assert long.data.clip.audio.time_frames(2.0) == 199  # official: 100 * num_sec - 1
     assert dataclasses.replace(long.data.clip, frames=30, audio_seconds=1.0) == short.data.clip
     assert (long.stica, long.optim, long.trainer) == (short.stica, short.optim, short.trainer)
+
+
+def test_demo_recipe_trains_the_whole_method_on_a_map_crops_can_use():
+    # catches: the demo recipe turning Feature Crop, the within-modal or cross-modal term or transformer
+    # pooling off; a last feature map on which large and small crops cover the same cells
+    import torch
+
+    from ssl_video.demo import default_recipe_path
+    from ssl_video.methods.stica import STiCA
+    from ssl_video.recipe.methods import window_cells
+
+    recipe = load_config(Recipe, default_recipe_path(), [f"data.root={Path(__file__).resolve().parent}"])
+    s = recipe.stica
+    assert s.feature_crop and s.crop_weight > 0 and s.av_weight > 0 and s.pooling.layers >= 1
+    assert s.crops.spatial_small > 0 and s.crops.temporal_small > 0
+    method = STiCA.from_recipe(recipe).eval()
+    clip = recipe.data.clip
+    with torch.no_grad():
+        t, h, w = method.video_features(torch.zeros(1, 3, clip.frames, clip.video.crop, clip.video.crop)).shape[2:]
+    assert window_cells(s.crops.spatial_small_window, h) < window_cells(s.crops.spatial_large_window, h) < h + 1
+    assert window_cells(s.crops.temporal_small_window, t) < window_cells(s.crops.temporal_large_window, t)

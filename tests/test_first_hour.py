@@ -314,7 +314,7 @@ def test_export_files_are_readable_and_described(exported):
     card = (exported / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
-    assert meta["library_name"] == "ssl_video" and "r2plus1d_18" in meta["tags"] and "stica" in meta["tags"]
+    assert meta["library_name"] == "ssl_video" and "r2plus1d_10" in meta["tags"] and "stica" in meta["tags"]
     assert "| frames | 4 |" in body and "- steps: 2" in body
     import ssl_video
 
@@ -390,7 +390,7 @@ def test_list_encoders_patterns():
     import ssl_video
 
     # mutation: list_encoders ignoring its pattern
-    assert ssl_video.list_encoders("r2*") == ["r2plus1d_18", "r2plus1d_34"]
+    assert ssl_video.list_encoders("r2*") == ["r2plus1d_10", "r2plus1d_18", "r2plus1d_34"]
     assert ssl_video.list_encoders("*18", modality="audio") == ["audio_resnet18"]
     assert "r2plus1d_18" in ssl_video.list_encoders()
 

@@ -40,6 +40,21 @@ def test_variable_frame_rate_source(tmp_path):
     assert decode_index(clip.video) == want
 
 
+def test_exact_mode_checks_each_frame_of_the_index_answer():
+    # exact mode keeps what the container's index gave only when every frame is on screen at its time:
+    # catches the check always passing, or ignoring frames that end before the requested time
+    from ssl_video.data.media import _frame_exact
+
+    times = [torch.tensor([0.00, 0.05, 0.10], dtype=torch.float64)]
+    frames = torch.zeros(3, 3, 2, 2, dtype=torch.uint8)
+    good = (frames, torch.tensor([0.0, 0.04, 0.08]), torch.tensor([0.04, 0.04, 0.04]))
+    late = (frames, torch.tensor([0.0, 0.06, 0.08]), torch.tensor([0.04, 0.04, 0.04]))
+    early = (frames, torch.tensor([0.0, 0.0, 0.08]), torch.tensor([0.04, 0.04, 0.04]))
+    assert _frame_exact(good, times)
+    assert not _frame_exact(late, times) and not _frame_exact(early, times)
+    assert not _frame_exact((frames, None, None), times)  # repaired (truncated) reads are rescanned
+
+
 def test_short_video_repeats_last_frame_or_loops(tmp_path):
     path = write_index_video(tmp_path / "short.mp4", 5, 10)  # 0.5 s
     clip = read_clip(path, 0.0, 12, 10, audio_rate=None)

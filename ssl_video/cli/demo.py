@@ -34,6 +34,9 @@ def register(subparsers) -> None:
 
 
 def run_demo(args) -> int:
+    from ssl_video.threads import configure
+
+    configure(workers=1)  # before torch starts: thread count and wait policy (the recipe's one loader worker)
     from ssl_video.demo import DemoSettings, demo_table
     from ssl_video.demo import run_demo as run
 

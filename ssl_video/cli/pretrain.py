@@ -126,6 +126,9 @@ def _start_flags(args) -> list[str]:
 
 
 def _train_here(recipe, run_dir: Path, recipe_path: str, start: dict) -> int:
+    from ssl_video.threads import configure
+
+    configure(workers=recipe.data.num_workers)  # before torch starts: thread count and wait policy
     from ssl_video.engine.trainer import train
     from ssl_video.errors import exit_code_for_status
 

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import time
 
+from ssl_video.threads import configure_environment, plan_threads
+
 __all__ = ["free_port", "launch_local", "child_env"]
 
 FORWARDED = (signal.SIGTERM, signal.SIGUSR2)
@@ -33,8 +35,8 @@ def child_env(rank: int, nproc: int, port: int, base: dict | None = None) -> dic
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
         "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
     })
-    # share the cores instead of oversubscribing them (what torchrun does too)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # share the CPUs this process may use instead of oversubscribing them; idle threads sleep
+    configure_environment(plan_threads(processes=nproc), env)
     return env
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssl_video import threads
 from ssl_video.engine.batches import EpochBatchSampler, batch_size, close_loader, make_loader, to_device
 from ssl_video.engine.checkpoint import (
     EXTENDABLE_KEYS,
@@ -293,6 +294,7 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
     from the saved step (see :func:`_saved_state`). A start that is refused leaves ``run_dir`` as it was.
     """
     stop = _StopFlag(handle_signals)  # from the start: a signal during set-up stops after the first step
+    threads.configure(workers=recipe.data.num_workers)  # OMP_NUM_THREADS set by a launcher or the user wins
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     accelerator, clean = None, False
     try:

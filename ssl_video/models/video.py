@@ -119,9 +119,12 @@ class VideoResNet(Encoder):
 
     def __init__(self, blocks: tuple[int, int, int, int], conv_kinds: tuple[str, str, str, str], stem: str,
                  width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 separable_mid: str = "block"):
+                 separable_mid: str = "block", layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)):
         super().__init__()
         width = check_width(width)
+        layer_strides = tuple(layer_strides)
+        if len(layer_strides) != 4 or not all(isinstance(v, int) and v in (1, 2) for v in layer_strides):
+            raise UserError(f"layer_strides must be 4 strides of 1 or 2 (layers 1-4), got {layer_strides!r}")
         if separable_mid not in ("block", "conv"):
             raise UserError(f"separable_mid must be 'block' (torchvision) or 'conv' (IG65M/TSP), "
                             f"got {separable_mid!r}")
@@ -133,7 +136,7 @@ class VideoResNet(Encoder):
         self.stem = video_stem(stem, channels[0], width, in_channels=6 if self.frame_diff else 3)
         in_channels = channels[0]
         for index, (count, kind, out_channels) in enumerate(zip(blocks, conv_kinds, channels, strict=True)):
-            stride = 1 if index == 0 else 2
+            stride = layer_strides[index]
             layer = []
             for block in range(count):
                 layer.append(VideoBasicBlock(in_channels, out_channels, kind, stride if block == 0 else 1,
@@ -167,10 +170,25 @@ _RESNET_VIDEO_INPUT = dict(fps=15.0, crop_size=112, resize_size=(128, 171), mean
     source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 30 frames at 30 fps, 112x112",
 )
 def r2plus1d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                separable_mid: str = "block") -> VideoResNet:
-    """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder)."""
+                separable_mid: str = "block", layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
+    """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder).
+
+    ``layer_strides``: the space-time stride of layers 1-4 (default 1, 2, 2, 2: the last map is 1/16 of the
+    frame after the stem's spatial 2 and 1/8 of the clip); a 1 keeps a larger last map for Feature Crop.
+    """
     return VideoResNet((2, 2, 2, 2), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
-                       bn_momentum=bn_momentum, separable_mid=separable_mid)
+                       bn_momentum=bn_momentum, separable_mid=separable_mid, layer_strides=layer_strides)
+
+
+@register_encoder(
+    modality="video", frames=16, fps=16.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
+    source="R(2+1)D-10 (Tran et al. 2018, 'A Closer Look at Spatiotemporal Convolutions'): one block per stage",
+)
+def r2plus1d_10(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
+    """R(2+1)D-10: (2+1)D basic blocks 1-1-1-1, 512-d; half the depth of R(2+1)D-18 (CPU-sized runs)."""
+    return VideoResNet((1, 1, 1, 1), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
+                       bn_momentum=bn_momentum, layer_strides=layer_strides)
 
 
 @register_encoder(

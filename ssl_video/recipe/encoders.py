@@ -20,7 +20,7 @@ __all__ = ["ZOO_NAMES", "PREFIXES", "register_encoder_name", "known_encoders", "
 
 # the zoo's built-in encoders by modality (tests/test_zoo.py checks them against the registry)
 ZOO_NAMES: dict[str, set[str]] = {
-    "video": {"cost_r101", "cost_r18", "cost_r50", "mc3_18", "r2plus1d_18", "r2plus1d_34", "r3d_18", "s3d"},
+    "video": {"cost_r101", "cost_r18", "cost_r50", "mc3_18", "r2plus1d_10", "r2plus1d_18", "r2plus1d_34", "r3d_18", "s3d"},
     "audio": {"audio_resnet18", "audio_resnet9"},
 }
 PREFIXES = ["timm:"]  # families built on demand: <prefix><model>
