@@ -205,7 +205,7 @@ def list_encoders(pattern: str | None = None, *, modality: str | None = None) ->
     ``modality`` (``"video"`` / ``"audio"``). ``timm:<name>`` works too but is not listed.
 
     >>> list_encoders("r2*")
-    ['r2plus1d_18', 'r2plus1d_34']
+    ['r2plus1d_10', 'r2plus1d_18', 'r2plus1d_34']
     >>> list_encoders(modality="audio")
     ['audio_resnet18', 'audio_resnet9']
     """
