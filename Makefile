@@ -17,9 +17,9 @@ ffmpeg:
 		|| ( $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends ffmpeg ); \
 	fi
 
-$(STAMP): pyproject.toml | ffmpeg
+$(STAMP): pyproject.toml constraints.txt | ffmpeg
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: install

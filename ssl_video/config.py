@@ -15,6 +15,7 @@ itself; the loader prefixes it with where the section sits (``crops.x`` -> ``sti
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -65,7 +66,8 @@ class Section:
         """Raise :class:`ConfigError` (key relative to this section) when values do not fit together."""
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, allow_empty: bool = False) -> dict:
+    """The mapping in a YAML file; an empty file is refused unless ``allow_empty``; errors are one line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -73,9 +75,17 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"config file {path} is not valid YAML{where}") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context = getattr(exc, "context", None)
+        what = f"{' '.join(context.split())}: {problem}" if context else problem
+        raise UserError(f"config file {path} is not valid YAML at{where}: {what}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not a text file (not UTF-8)") from None
     if data is None:
+        if not allow_empty:
+            raise UserError(f"config file {path} is empty (it must hold a mapping of keys; see "
+                            "`ssl-video config defaults`)")
         return {}
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping at the top level")
@@ -220,7 +230,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        raise ConfigError(key, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
+        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(key, f"expected one of {', '.join(map(repr, args))}, got {value!r}{hint}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
     if origin in (list, typing.List):  # noqa: UP006

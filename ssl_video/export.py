@@ -139,6 +139,9 @@ def export_encoder(source: str | Path, out: str | Path, encoder: str | None = No
     """
     if format not in ("native", "torchvision"):
         raise UserError(f"unknown export format '{format}' (native or torchvision)")
+    from ssl_video.files import check_output_dir
+
+    check_output_dir(out, "--out")
     source = Path(source)
     path = find_checkpoint(source, epoch)
     checkpoint = read_checkpoint(path)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["temporary_name", "write_atomic", "write_text", "write_json", "fsync_dir"]
+__all__ = ["temporary_name", "write_atomic", "write_text", "write_json", "fsync_dir", "open_log", "file_mode",
+           "check_output_dir"]
 
 
 def temporary_name(path: str | Path, suffix: str | None = None) -> Path:
@@ -43,6 +44,13 @@ def fsync_dir(directory: str | Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The permissions a new regular file gets under the current umask (``0o644`` under ``022``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], Any], *, fsync: bool = False,
                  suffix: str | None = None) -> Path:
     """Call ``write(tmp)`` to produce the new content at a temporary path, then rename it over ``path``.
@@ -55,6 +63,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], *, fsync: bool 
     tmp = temporary_name(path, suffix)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # writers that create private files (mkstemp: 0600) get the umask's mode
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -75,3 +84,26 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, data: Any) -> Path:
     """Replace ``path`` by ``data`` as indented JSON (non-JSON values written with ``str``)."""
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def open_log(path: str | Path):
+    """An append-only text log (``train.log``): lines are added, nothing is replaced; parents are created,
+    permissions follow the umask. The caller closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open by the caller)
+
+
+def check_output_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Refuse (one-line :class:`~ssl_video.errors.UserError`) a directory target that is, or lies below, an
+    existing file: checked before anything is written."""
+    from ssl_video.errors import UserError
+
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is" if candidate == path else f"lies below {candidate}, which is"
+                raise UserError(f"{what} {path} {where} a file, not a directory")
+            break
+    return path

@@ -81,7 +81,6 @@ def test_view_average_equals_a_by_hand_average(index_video, average):
     assert len({tuple(v.tolist()) for v in logits}) == 9  # nine distinct views
 
 
-@pytest.mark.slow
 def test_end_to_end_reports_and_finished_splits_are_reused(synth, tmp_path, monkeypatch, capsys):
     recipe = tmp_path / "fragment.yaml"
     recipe.write_text("data: {batch_size: 4}\noptim: {warmup: 1, milestones: [1]}\ntrainer: {tensorboard: false}\n")
@@ -135,7 +134,6 @@ def test_end_to_end_reports_and_finished_splits_are_reused(synth, tmp_path, monk
         assert again["splits"][split]["reused"] and not report["splits"][split]["reused"]
 
 
-@pytest.mark.slow
 def test_interrupted_split_resumes_to_the_uninterrupted_result(synth, tmp_path):
     whole = run_finetune(tiny_inputs(synth, tmp_path / "whole", splits=["2"]), tiny_settings())
     assert whole["status"] == "completed"

@@ -270,7 +270,6 @@ def test_two_stream_classifier_built_per_head():
     assert model.video_pool.clusters == 4 and model.audio_pool.clusters == 2  # the paper's K and K/2
 
 
-@pytest.mark.slow
 def test_encoder_path_trains_heads_per_split_on_cached_clip_features(synth, tmp_path, monkeypatch):
     root = synth
     clip_args = ["--clips", 3, "--frames", 4, "--fps", 8, "--crop", 32, "--resize", 32, "--workers", 0,

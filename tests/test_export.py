@@ -106,7 +106,9 @@ def test_export_run_dir_all_roles_with_provenance_and_results(tmp_path, capsys):
         config = json.loads((out / role / "config.json").read_text())
         assert config["architecture"] == encoder.encoder_name and config["role"] == role
         assert config["args"] == encoder.encoder_args
-        assert config["spec"] == encoder.spec.to_dict()
+        # spec.source describes the exported weights (the run), then the zoo's defaults
+        assert {**config["spec"], "source": ""} == {**encoder.spec.to_dict(), "source": ""}
+        assert config["spec"]["source"].startswith("training, recipe recipes/tiny.yaml, step 1234. Zoo defaults")
         assert config["provenance"]["step"] == 1234
         assert config["provenance"]["recipe"] == "recipes/tiny.yaml"
         assert config["provenance"]["git_revision"] == "0123abc"

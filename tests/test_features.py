@@ -173,7 +173,7 @@ def test_parse_shard_rejects(text):
 def test_cli_list_file_and_errors(videos, tmp_path, capsys):
     listing = tmp_path / "list.txt"
     listing.write_text("long.mp4\nsub/mid.mp4\n")
-    base = ["extract", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--clip-len", "4", "--fps", "8",
+    base = ["extract", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--frames", "4", "--fps", "8",
             "--stride", "3", "--resize", "32", "--crop", "32", "--workers", "0", "--no-progress"]
     assert main([*base, "--videos", str(videos), "--list", str(listing), "--out", str(tmp_path / "f.h5")]) == 0
     assert "2 extracted" in capsys.readouterr().out

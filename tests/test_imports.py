@@ -69,7 +69,6 @@ def test_torchvision_features_equal_torchvision_models(tmp_path, arch):
     assert prov["sha256"] == hashlib.sha256((tmp_path / f"{arch}.pth").read_bytes()).hexdigest()
 
 
-@pytest.mark.slow
 def test_torchvision_s3d(tmp_path):
     # catches: S3D's classifier (classifier.1.*) treated like fc.*; torchvision's S3D clip length not read
     import torchvision
@@ -154,7 +153,6 @@ def tsp_r2plus1d_34_state() -> dict[str, torch.Tensor]:
     return randomise({k: torch.empty(v.shape, dtype=v.dtype) for k, v in state.items()})
 
 
-@pytest.mark.slow
 def test_tsp_r2plus1d_34_layout_and_batchnorm_settings(tmp_path):
     # catches: features. not stripped, heads loaded or lost with --keep-heads, torchvision's block-level hidden
     # width used for TSP's R(2+1)D-34 (shape error), BN eps/momentum not recorded (lost after load)
@@ -395,7 +393,6 @@ def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- use
 
 
-@pytest.mark.slow
 def test_linear_probe_on_an_imported_torchvision_encoder(tmp_path, synth):
     # catches: an imported directory that --encoder does not take like an exported one
     import torchvision

@@ -251,7 +251,7 @@ def test_an_array_job_runs_one_shard_per_task(slurm_cluster, data, tmp_path):
 
     out, job_dir = tmp_path / "features.h5", tmp_path / "job"
     argv = ["extract", "--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--videos", str(data / "UCF-101"),
-            "--clip-len", "4", "--fps", "8", "--stride", "8", "--resize", "32", "--crop", "32", "--out", str(out),
+            "--frames", "4", "--fps", "8", "--stride", "8", "--resize", "32", "--crop", "32", "--out", str(out),
             "--workers", "0", "--device", "cpu", "--no-progress", "--slurm", str(LOCAL), "--array", "2"]
     args = Namespace(slurm=str(LOCAL), array=2, shard=None, dry_run=False, job_dir=str(job_dir))
     printed = io.StringIO()

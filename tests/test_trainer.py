@@ -336,6 +336,7 @@ def test_signal_checkpoints_at_the_next_step_boundary(tmp_path, monkeypatch, ref
     assert_same_state(weights(run), reference)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_command_writes_a_checkpoint_and_exits_3(tmp_path):
     path, run = recipe_file(tmp_path, trainer={"checkpoint_every": 2}), tmp_path / "run"
     proc = start_script(["pretrain", str(path), "--run-dir", str(run)], sleep=0.15)
@@ -427,6 +428,52 @@ def test_nan_on_one_rank_stops_every_rank(tmp_path):
     assert proc.returncode == EXIT_NONFINITE, err
     assert "loss is not finite at step 5" in err and "on another process" in err
     assert weights(run)["step"] == 4
+
+
+def test_trackers_get_the_recipe_once_and_every_logged_line(tmp_path, monkeypatch):
+    # mutations: trackers never initialised with the recipe, metric lines not forwarded, never finished
+    from accelerate.tracking import GeneralTracker
+
+    from ssl_video.engine import trainer as trainer_module
+
+    class Recorder(GeneralTracker):
+        name, requires_logging_directory, main_process_only = "recorder", False, True
+
+        def __init__(self):
+            super().__init__()
+            self.config, self.lines, self.finished = None, [], False
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values):
+            self.config = values
+
+        def log(self, values, step=None, **kwargs):
+            self.lines.append((step, values))
+
+        def finish(self):
+            self.finished = True
+
+    recorder = Recorder()
+    monkeypatch.setitem(trainer_module.TRACKERS, "wandb", recorder)
+    train(recipe(tmp_path, trainer={"trackers": ["wandb"], "max_steps": 4}), tmp_path / "run")
+    assert recorder.config["optim.lr"] == 0.2 and recorder.config["method"] == "toy_mlp"
+    assert [step for step, _ in recorder.lines] == [1, 2, 3, 4] and "loss" in recorder.lines[0][1]
+    assert recorder.finished
+
+
+def test_a_tracker_that_is_not_installed_is_one_line_before_anything_starts(tmp_path, capsys, monkeypatch):
+    # mutation: the missing package found only when the first metric line is logged (after the run started)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    path, run = recipe_file(tmp_path), tmp_path / "run"
+    assert main(["pretrain", str(path), "trainer.trackers=[mlflow]", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trainer.trackers: mlflow is not installed" in err and not run.exists()
 
 
 # ---------------------------------------------------------------------------------------------- resume rules

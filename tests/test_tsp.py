@@ -196,7 +196,6 @@ def test_builder_errors_name_the_key(untrimmed, tmp_path, overrides, key):
         build_method(tsp_recipe(untrimmed, tmp_path, **overrides))
 
 
-@pytest.mark.slow
 def test_trains_and_exports_through_the_shared_loop(untrimmed, tmp_path):
     recipe = tsp_recipe(untrimmed, tmp_path, freeze_stem=True)
     summary = train(recipe, tmp_path / "run", handle_signals=False)
@@ -317,7 +316,6 @@ def test_validation_split_is_never_a_test_split(tmp_path, overrides, key):
         load_config(Recipe, path)
 
 
-@pytest.mark.slow
 def test_validates_every_epoch_keeps_best_and_exports_it(untrimmed, tmp_path):
     recipe = tsp_recipe(untrimmed, tmp_path, valid_csv=str(untrimmed / "val_groundtruth.csv"))
     recipe.trainer.max_steps, recipe.trainer.epochs, recipe.trainer.best_metric = None, 2, "val/accuracy"

@@ -29,7 +29,7 @@ def tiny(name: str) -> dict:
 
 def test_registry_lists_every_required_encoder():
     assert REQUIRED <= set(ENCODERS)
-    assert set(ssl_video.list_encoders("audio")) == {"audio_resnet9", "audio_resnet18"}
+    assert set(ssl_video.list_encoders(modality="audio")) == {"audio_resnet9", "audio_resnet18"}
 
 
 @pytest.mark.parametrize("name", ENCODERS)

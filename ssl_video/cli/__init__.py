@@ -20,7 +20,7 @@ EPILOG = """examples:
   ssl-video demo --out demo_out                      synthesise data, then run the pipeline on it
   ssl-video data synth data/synth --classes 8        write a synthetic UCF101-layout dataset
   ssl-video data check --dataset ucf101 --root data/synth --json
-  ssl-video config show recipes/<recipe>.yaml data.frames=8
+  ssl-video config show recipes/stica_tiny_synthetic.yaml data.clip.frames=8
 """
 
 
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = _slurm_handler(args, argv) or func
         code = func(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the handler below
+    except BrokenPipeError:
+        # stdout was closed by its reader: not an error of the command; silence the interpreter's own flush
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except UserError as exc:
         print(f"ssl-video: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -131,6 +137,9 @@ def _slurm_handler(args, argv: list[str]):
                 raise UserError(f"--{flag.replace('_', '-')} goes with --slurm PROFILE")
         return None
     submit = getattr(args, "_slurm_submit", None)
+    check = getattr(args, "_slurm_check", None)
+    if check is not None and not getattr(args, "dry_run", False):
+        check(args)  # the inputs are there before the job waits in the queue
     if submit is None:
         from ssl_video.slurm.submit import submit_command
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from ssl_video.cli import add_command, add_group
 from ssl_video.errors import UserError
@@ -20,7 +22,8 @@ CHECK_EXAMPLE = """examples:
   ssl-video data check --dataset ucf101 --root /data/ucf101            (UCF-101/ + ucfTrainTestlist/)
   ssl-video data check --dataset hmdb51 --videos /data/hmdb51_org --splits /data/testTrainMulti_7030_splits
   ssl-video data check --dataset folder --root /data/my_videos --json
-exit code 0 when the dataset is usable (bad files are reported), 2 when the root or split files are missing."""
+exit code 0 when the dataset is usable (bad files are reported); 2 when the root or split files are missing,
+or when no listed video can be read (the report is printed first, then one line on stderr)."""
 
 
 def register(subparsers) -> None:
@@ -41,6 +44,8 @@ def register(subparsers) -> None:
     synth.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
     synth.add_argument("--amplitude", type=float, nargs=2, default=(3.0, 5.0), metavar=("LOW", "HIGH"),
                        help="range of the motion amplitude in pixels at 32 px (default 3 5)")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="write into OUT even when it already holds files (default: refuse)")
 
     untrimmed = add_command(data, "synth-untrimmed", "write untrimmed synthetic videos with labelled action "
                             "segments and background, plus TSP metadata and ground-truth CSVs",
@@ -59,6 +64,8 @@ def register(subparsers) -> None:
     untrimmed.add_argument("--val-fraction", type=float, default=0.25, help="videos in the val split (default 0.25)")
     untrimmed.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     untrimmed.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
+    untrimmed.add_argument("--overwrite", action="store_true",
+                           help="write into OUT even when it already holds files (default: refuse)")
 
     check = add_command(data, "check", "open every video once and report what is usable", run_check,
                         CHECK_EXAMPLE)
@@ -70,7 +77,21 @@ def register(subparsers) -> None:
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
+def _check_out(args) -> None:
+    """Refuse an output directory that already holds files (unless --overwrite), and bad counts."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file: give a directory for the dataset")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"{out} already holds files: give another directory, or --overwrite to write into it")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.seconds <= 0 or args.fps <= 0:
+        raise UserError("--seconds and --fps must be > 0")
+
+
 def run_synth(args) -> int:
+    _check_out(args)
     if args.classes < 1 or args.videos_per_class < 1:
         raise UserError("--classes and --videos-per-class must be >= 1")
     if args.size[0] % 2 or args.size[1] % 2 or min(args.size) < 8:
@@ -90,6 +111,9 @@ def run_synth(args) -> int:
 
 
 def run_synth_untrimmed(args) -> int:
+    _check_out(args)
+    if args.videos < 1 or args.classes < 1:
+        raise UserError("--videos and --classes must be >= 1")
     from ssl_video.data.synth_untrimmed import generate_untrimmed_dataset
 
     summary = generate_untrimmed_dataset(
@@ -107,12 +131,17 @@ def run_synth_untrimmed(args) -> int:
 def run_check(args) -> int:
     if args.root is None and args.videos is None:
         raise UserError("give --root DIR, or --videos DIR (and --splits DIR for labelled datasets)")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     from ssl_video.data.check import check_dataset, format_check
 
     report = check_dataset(args.dataset, root=args.root, videos=args.videos, splits=args.splits,
-                           workers=args.workers, progress=not args.json)
+                           workers=args.workers, progress=not args.json and sys.stderr.isatty())
     if args.json:
         print(json.dumps(report))
     else:
         print(format_check(report))
+    if not report["usable"]:
+        raise UserError(f"{args.dataset}: not usable: none of its {report['videos_listed']} listed videos could be "
+                        "read (see the report above)")
     return 0

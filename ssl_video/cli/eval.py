@@ -43,6 +43,7 @@ def register(subparsers) -> None:
     cmd = add_command(group, "suite", "Run a suite of protocols (eval/<suite>.yaml) on one encoder.", run_suite,
                       SUITE_EPILOG.format(protocols=names))
     cmd.add_argument("suite", help="suite YAML file")
+    cmd.set_defaults(_slurm_check=check_suite)
     _encoder_group(cmd, required=True)
     cmd.add_argument("--root", action="append", default=[], metavar="DATASET=DIR",
                      help="where a dataset lives (repeatable)")
@@ -97,7 +98,7 @@ def _add_protocol(group, protocol) -> None:
         break_on_hyphens=False)) for e in protocol.examples)
     cmd = add_command(group, protocol.name, protocol.description, run_protocol,
                       epilog + "\n\n" + textwrap.fill(protocol.notes, 110, break_on_hyphens=False))
-    cmd.set_defaults(protocol=protocol.name)
+    cmd.set_defaults(protocol=protocol.name, _slurm_check=check_protocol)
     groups = protocol.groups
     if "encoder" in groups:
         _encoder_group(cmd, protocol.inputs_required)
@@ -105,7 +106,8 @@ def _add_protocol(group, protocol) -> None:
         _dataset_group(cmd, protocol.inputs_required)
     if "clip" in groups:
         _clip_group(cmd, protocol.defaults.get("clips", 10))
-    _run_group(cmd, f"runs/eval/{protocol.name}", "cache" in groups, protocol.defaults.get("batch_size", 8))
+    out = f"runs/eval/{protocol.name}/<encoder>-<dataset>" if {"encoder", "dataset"} <= set(groups) else f"runs/eval/{protocol.name}"
+    _run_group(cmd, out, "cache" in groups, protocol.defaults.get("batch_size", 8))
     own = cmd.add_argument_group(f"{protocol.name} settings")
     for flag in protocol.flags:
         kwargs = {"dest": f"setting_{flag.key}", "help": flag.help, "metavar": flag.metavar or flag.key.upper(), "choices": flag.choices}
@@ -169,6 +171,42 @@ def _finish(call, lines, out: str) -> int:
     return 0
 
 
+def check_protocol(args) -> None:
+    """What a Slurm submission checks before it submits: settings, inputs, the dataset root and splits."""
+    from ssl_video.data.datasets import EVAL_FLAGS, load_layout
+    from ssl_video.evaluation.protocols import make_inputs, settings_from_args
+
+    protocol = get_protocol(args.protocol)
+    values = {f.key: _flag_value(f.kind, getattr(args, f"setting_{f.key}")) for f in protocol.flags}
+    settings_from_args(protocol, values, args.overrides)
+    inputs = make_inputs(protocol, check_device=False, **_shared(args))
+    if "dataset" in protocol.groups and inputs.dataset:
+        layout = load_layout(inputs.dataset, root=inputs.root, videos=inputs.videos, splits=inputs.split_dir,
+                             names=EVAL_FLAGS)
+        unknown = [s for s in (inputs.splits or []) if s not in layout.splits]
+        if unknown:
+            raise UserError(f"--splits: {inputs.dataset} has no split {', '.join(unknown)} "
+                            f"(available: {', '.join(layout.splits)})")
+
+
+def check_suite(args) -> None:
+    from ssl_video.evaluation.suite import load_suite, suite_runs
+
+    suite = load_suite(args.suite)
+    suite_runs(suite, {**_shared(args), "out": args.out or f"runs/eval/{suite.name}"}, _roots(args), args.data_root,
+               check_device=False)
+
+
+def _roots(args) -> dict[str, str]:
+    roots = {}
+    for item in args.root:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--root expects DATASET=DIR, got {item!r}")
+        roots[name] = path
+    return roots
+
+
 def run_protocol(args) -> int:
     from ssl_video.evaluation.protocols import make_inputs, settings_from_args
 
@@ -185,12 +223,7 @@ def run_suite(args) -> int:
     from ssl_video.evaluation.suite import run_suite as run
 
     suite = load_suite(args.suite)
-    roots = {}
-    for item in args.root:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--root expects DATASET=DIR, got {item!r}")
-        roots[name] = path
+    roots = _roots(args)
     base = {**_shared(args), "out": args.out or f"runs/eval/{suite.name}"}
     return _finish(lambda: run(suite, base, roots, args.data_root),
                    lambda combined: [markdown_table(combined["table"])], base["out"])

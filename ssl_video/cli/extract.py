@@ -6,12 +6,12 @@ from ssl_video.cli import add_command
 from ssl_video.errors import UserError
 
 EXAMPLE = """examples:
-  ssl-video extract --encoder encoders/tsp --videos /data/anet/videos --clip-len 16 --fps 15 --stride 16 --out anet.h5
+  ssl-video extract --encoder encoders/tsp --videos /data/anet/videos --frames 16 --fps 15 --stride 16 --out anet.h5
   ssl-video extract --encoder r2plus1d_34 --list val_videos.txt --videos /data/thumos --stride 1 --out feats/ --format npy
   ssl-video extract --encoder encoders/tsp --videos /data/anet/videos --out anet.h5 --shard 3/8   (one array task)
   ssl-video extract --encoder encoders/tsp --videos /data/anet/videos --out anet.h5   (after the shards: merges them)
 
-Clips of --clip-len frames at --fps start every --stride frames; a video shorter than one clip gives one
+Clips of --frames frames at --fps start every --stride frames; a video shorter than one clip gives one
 padded clip. Output: one [num_clips, F] float32 array per video with its clip start times: an HDF5 file
 keyed by video name (start times in the attribute start_times), or <video>.npy + <video>.times.npy.
 A rerun skips the videos already done; --shard i/n (0-based) takes every n-th video from the i-th;
@@ -42,7 +42,7 @@ def add_encoder_arguments(cmd) -> None:
 
 
 def add_clip_arguments(group) -> None:
-    group.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16)")
+    group.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     group.add_argument("--fps", type=float, default=15.0, help="frame rate of a clip (default 15)")
     group.add_argument("--stride", type=int, default=16, help="frames between clip starts (default 16)")
     group.add_argument("--resize", type=int, help="short side before the centre crop (default: the encoder's)")
@@ -66,7 +66,7 @@ def encoder_and_protocol(args):
     from ssl_video.features.protocol import ClipProtocol
     from ssl_video.models.io import resolve_encoder
 
-    for name in ("clip_len", "fps", "stride", "batch_size", "resize", "crop"):
+    for name in ("frames", "fps", "stride", "batch_size", "resize", "crop"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -79,7 +79,7 @@ def encoder_and_protocol(args):
         resize = tuple(args.resize_hw)
     encoder = resolve_encoder(args.encoder, parse_overrides(args.encoder_args), seed=args.seed, modality="video",
                               key="--encoder")
-    protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=1, frames=args.clip_len, fps=args.fps,
+    protocol = ClipProtocol.for_encoder(encoder.model.spec, clips=1, frames=args.frames, fps=args.fps,
                                         resize=resize, crop=args.crop)
     return encoder, protocol
 

@@ -6,7 +6,7 @@ import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
-from ssl_video.data.datasets import load_layout
+from ssl_video.data.datasets import CHECK_FLAGS, load_layout
 from ssl_video.data.media import MediaError, probe
 
 __all__ = ["check_dataset", "format_check"]
@@ -29,7 +29,7 @@ def _stats(values: list[float]) -> dict | None:
 def check_dataset(name: str, root: str | None = None, videos: str | None = None, splits: str | None = None,
                   workers: int | None = None, progress: bool = True) -> dict:
     """Parse the dataset, probe every listed file that exists, and summarise (see the CLI help)."""
-    layout = load_layout(name, root=root, videos=videos, splits=splits)
+    layout = load_layout(name, root=root, videos=videos, splits=splits, names=CHECK_FLAGS)
     listed = layout.listed()
     missing_set = set(layout.missing)
     missing = sorted(missing_set)

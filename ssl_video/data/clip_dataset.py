@@ -10,29 +10,88 @@ random one, so batch sizes stay equal across processes; with ``"skip"`` (evaluat
 dropped by :func:`collate_clips`. Either way the failing path travels in the batch under ``skipped``,
 so the consumer counts and reports each bad file once, whichever worker met it
 (:class:`~ssl_video.data.bad_files.BadFiles`).
+
+A training set whose clip config sets ``require_audio`` or ``min_seconds`` (the official STiCA dataset's
+filter) probes every file once when it is built (:func:`screen_records`) and keeps only the videos that pass;
+one line reports what was dropped.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
 
 from ssl_video.data.datasets.base import VideoRecord
-from ssl_video.data.media import MediaError, read_clips
+from ssl_video.data.media import MediaError, probe, read_clips
 from ssl_video.data.sampling import clip_span, make_sampler
 from ssl_video.data.transforms import audio_features, audio_transform, video_transform
+from ssl_video.errors import UserError
 from ssl_video.recipe.data import ClipConfig
 
-__all__ = ["ClipDataset", "collate_clips"]
+__all__ = ["ClipDataset", "collate_clips", "screen_records", "screen_reason"]
+
+
+def screen_reason(path: str, require_audio: bool, min_seconds: float) -> str | None:
+    """Why a video fails the filter (``"unreadable"``, ``"no audio"``, ``"short"``), or None when it passes.
+
+    As the official STiCA dataset (``valid_video``): it needs an audio stream (``require_audio``) and both
+    streams must last more than ``min_seconds`` (strictly). A stream whose duration the container does not
+    give is taken to last as long as the video stream.
+    """
+    try:
+        info = probe(path, decode=False)
+    except MediaError:
+        return "unreadable"
+    if require_audio and not info.has_audio:
+        return "no audio"
+    audio = info.audio_duration if info.audio_duration is not None else info.duration
+    durations = [info.duration] + ([audio] if info.has_audio else [])
+    if min_seconds > 0 and min(durations) <= min_seconds:
+        return "short"
+    return None
+
+
+def screen_records(records: list[VideoRecord], require_audio: bool, min_seconds: float,
+                   workers: int | None = None) -> tuple[list[VideoRecord], dict[str, int]]:
+    """The records that pass :func:`screen_reason` (order kept) and the count dropped per reason."""
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(lambda r: screen_reason(r.path, require_audio, min_seconds), records))
+    dropped: dict[str, int] = {}
+    for reason in reasons:
+        if reason is not None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+    return [r for r, reason in zip(records, reasons) if reason is None], dropped
+
+
+def _stderr(message: str) -> None:
+    print(f"[ssl-video] {message}", file=sys.stderr, flush=True)
 
 
 class ClipDataset(Dataset):
     def __init__(self, records: list[VideoRecord], cfg: ClipConfig, train: bool, seed: int = 0,
-                 on_error: Literal["resample", "skip"] | None = None, max_retries: int = 20):
-        self.records = list(records)
+                 on_error: Literal["resample", "skip"] | None = None, max_retries: int = 20,
+                 log: Callable[[str], None] = _stderr):
+        records = list(records)
+        self.dropped: dict[str, int] = {}
+        if train and (cfg.require_audio or cfg.min_seconds > 0):
+            listed = len(records)
+            records, self.dropped = screen_records(records, cfg.require_audio, cfg.min_seconds)
+            rule = " and ".join((["an audio stream"] if cfg.require_audio else [])
+                                + ([f"both streams longer than {cfg.min_seconds:g} s"] if cfg.min_seconds > 0 else []))
+            counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
+            log(f"video filter ({rule}): kept {len(records)} of {listed} videos; dropped: {counts}")
+            if not records:
+                raise UserError(f"no video of the {listed} listed passes the filter ({rule}): check the files, or "
+                                "set data.clip.require_audio=false data.clip.min_seconds=0")
+        self.records = records
         self.cfg = cfg
         self.train = train
         self.seed = seed

@@ -19,7 +19,8 @@ from ssl_video.recipe.data import AudioFeatures, VideoAugment
 
 __all__ = [
     "random_resized_crop_box", "center_crop_box", "crop_resize",
-    "color_jitter", "normalize", "video_transform", "LogMel", "LogFbank", "fbank_matrix", "audio_features",
+    "color_jitter", "official_gray", "official_jitter", "official_blur", "official_colour", "normalize",
+    "video_transform", "LogMel", "LogFbank", "fbank_matrix", "audio_features",
     "audio_transform",
 ]
 
@@ -87,6 +88,61 @@ def color_jitter(video: torch.Tensor, cfg: VideoAugment, rng: random.Random) -> 
     return video.clamp(0, 1)
 
 
+# ---------------------------------------------------------------------------------------------- GDT's colour pipeline
+# facebookresearch/GDT, datasets/video_transforms.py (clip_augmentation, color_jitter, grayscale, gaussian_blur):
+# frames are normalised FIRST; jitter blends normalised frames; its grayscale assumes BGR channel order.
+
+OFFICIAL_BLUR_SIZE = 11
+OFFICIAL_BLUR_SIGMA = (0.1, 2.0)  # (along H, along W): kornia GaussianBlur2d((11, 11), (0.1, 2.0))
+
+
+def official_gray(frames: torch.Tensor) -> torch.Tensor:
+    """GDT's grayscale of ``T x C x H x W`` frames: ``0.299 c2 + 0.587 c1 + 0.114 c0`` in every channel (BGR
+    weights; on our RGB frames the blue channel gets red's weight)."""
+    gray = 0.299 * frames[:, 2] + 0.587 * frames[:, 1] + 0.114 * frames[:, 0]
+    return gray.unsqueeze(1).expand_as(frames).contiguous()
+
+
+def official_jitter(frames: torch.Tensor, kind: str, alpha: float) -> torch.Tensor:
+    """One GDT jitter on normalised frames: ``frames * alpha + other * (1 - alpha)`` where ``other`` is zeros
+    (brightness), each frame's mean gray value (contrast) or the gray frames (saturation)."""
+    if kind == "brightness":
+        return frames * alpha
+    gray = official_gray(frames)
+    if kind == "contrast":
+        gray = gray.mean(dim=(1, 2, 3), keepdim=True).expand_as(frames)
+    return frames * alpha + gray * (1 - alpha)
+
+
+def official_blur(frames: torch.Tensor) -> torch.Tensor:
+    """GDT's blur: an 11 x 11 separable Gaussian (sigma 0.1 along H, 2.0 along W), reflected borders."""
+    half = OFFICIAL_BLUR_SIZE // 2
+    x = torch.arange(OFFICIAL_BLUR_SIZE, dtype=frames.dtype) - half
+    kernels = [torch.exp(-x.square() / (2 * sigma ** 2)) for sigma in OFFICIAL_BLUR_SIGMA]
+    kernel = torch.outer(*[k / k.sum() for k in kernels])
+    channels = frames.shape[1]
+    padded = torch.nn.functional.pad(frames, (half, half, half, half), mode="reflect")
+    weight = kernel.expand(channels, 1, OFFICIAL_BLUR_SIZE, OFFICIAL_BLUR_SIZE)
+    return torch.nn.functional.conv2d(padded, weight, groups=channels)
+
+
+def official_colour(frames: torch.Tensor, cfg: VideoAugment, rng: random.Random) -> torch.Tensor:
+    """GDT's colour augmentation on normalised ``T x C x H x W`` frames: jitter (probability ``color_jitter``,
+    brightness/contrast/saturation in random order, each ``alpha = 1 + U(-a, a)``), grayscale (probability
+    ``grayscale``), blur (probability ``blur``). No clamping, as published."""
+    if cfg.color_jitter > 0 and rng.random() < cfg.color_jitter:
+        kinds = [(k, a) for k, a in (("brightness", cfg.brightness), ("contrast", cfg.contrast),
+                                     ("saturation", cfg.saturation)) if a > 0]
+        rng.shuffle(kinds)
+        for kind, amount in kinds:
+            frames = official_jitter(frames, kind, 1.0 + rng.uniform(-amount, amount))
+    if cfg.grayscale > 0 and rng.random() < cfg.grayscale:
+        frames = official_gray(frames)
+    if cfg.blur > 0 and rng.random() < cfg.blur:
+        frames = official_blur(frames)
+    return frames
+
+
 def normalize(video: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 or [0,1] float ``T x C x H x W`` -> normalised float ``C x T x H x W``."""
     if video.dtype == torch.uint8:
@@ -106,7 +162,11 @@ def video_transform(video: torch.Tensor, cfg: VideoAugment, train: bool, rng: ra
     video = crop_resize(video, box, cfg.crop)
     if train and cfg.flip and rng.random() < 0.5:
         video = video.flip(-1)
-    if train and (cfg.color_jitter > 0 or cfg.grayscale > 0 or cfg.blur > 0):
+    colour = train and (cfg.color_jitter > 0 or cfg.grayscale > 0 or cfg.blur > 0)
+    if colour and cfg.style == "official":  # normalise first, then colour (GDT)
+        frames = normalize(video, cfg.mean, cfg.std).permute(1, 0, 2, 3)
+        return official_colour(frames, cfg, rng).permute(1, 0, 2, 3).contiguous()
+    if colour:
         video = color_jitter(video.float().div_(255), cfg, rng)
     return normalize(video, cfg.mean, cfg.std)
 

@@ -35,6 +35,7 @@ from ssl_video.recipe import METHOD_SECTIONS
 __all__ = [
     "FORMAT_VERSION",
     "RUNTIME_KEYS",
+    "EXTENDABLE_KEYS",
     "atomic_save",
     "checkpoint_state",
     "save_checkpoint",
@@ -43,6 +44,7 @@ __all__ = [
     "flatten",
     "config_differences",
     "check_resume",
+    "PRETRAIN_FLAGS",
 ]
 
 FORMAT_VERSION = 1
@@ -66,7 +68,12 @@ RUNTIME_KEYS = (
     "trainer.stop_at_step",
     "trainer.progress",
     "trainer.tensorboard",
+    "trainer.trackers",
 )
+
+# Keys a resume may change with ``--extend`` (``train(..., extend=True)``): the training length. The schedule is
+# laid over the new length (``lr_factor(step, new total)``) and the run goes on from the saved step.
+EXTENDABLE_KEYS = ("trainer.max_steps", "trainer.epochs")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -169,22 +176,35 @@ def config_differences(saved: dict, current: dict, runtime: tuple[str, ...] = RU
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = "null" if value is None else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_resume(saved: dict, current: dict, where: Path, what: str = "checkpoint") -> None:
+PRETRAIN_FLAGS = {"run_dir": "--run-dir", "extend": "--extend", "resume": "--resume PATH"}
+
+
+def check_resume(saved: dict, current: dict, where: Path, what: str = "checkpoint",
+                 runtime: tuple[str, ...] = RUNTIME_KEYS, flags: dict | None = None) -> None:
     """Refuse (one-line :class:`UserError`) to resume with a recipe that changes what is learned.
 
     Only the active method's section counts: sections of other methods (which earlier versions recorded
-    too) are left out of the comparison."""
+    too) are left out of the comparison. ``flags`` names the caller's options in the hint (``run_dir``, and
+    ``extend`` / ``resume`` where the caller has them; default: ``ssl-video pretrain``'s)."""
+    flags = PRETRAIN_FLAGS if flags is None else flags
     inactive = {s for s in METHOD_SECTIONS.values() if s} - set(current)
     saved = {k: v for k, v in saved.items() if k not in inactive}
-    diff = config_differences(saved, current)
+    diff = config_differences(saved, current, runtime)
     if not diff:
         return
     a, b = flatten(saved), flatten(current)
     shown = "; ".join(f"{k}: {_show(a.get(k, '<unset>'))} -> {_show(b.get(k, '<unset>'))}" for k in diff[:4])
     more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+    longer = set(diff) <= set(EXTENDABLE_KEYS) and not set(runtime) >= set(EXTENDABLE_KEYS)
+    if longer and "extend" in flags:
+        hint = f"; to train it longer add {flags['extend']} (the schedule is laid over the new length from the saved step)"
+    else:
+        hint = f"; use the same values or another {flags['run_dir']}"
+        if "resume" in flags:
+            hint += f" (with {flags['resume']} to start from this run's weights)"
     raise UserError(f"cannot resume {where}: the recipe differs from its {what} in {len(diff)} key(s) that change "
-                    f"training: {shown}{more}; use the same values or another --run-dir")
+                    f"training: {shown}{more}{hint}")

@@ -1,16 +1,22 @@
-"""What a run shows while it trains: metric windows, metrics.jsonl, TensorBoard and the progress bar.
+"""What a run shows while it trains: metric windows, metrics.jsonl, train.log, TensorBoard and the progress.
 
 Only the main process writes; the others hold a :class:`TrainingLog` that does nothing but take part in
-the metric all-reduce (which every process must join).
+the metric all-reduce (which every process must join). On a terminal the progress is a bar redrawn in
+place; when the output is a file or a pipe (Slurm logs, ``| tee``) it is one plain line per logged step.
+Every message and step line also goes to ``RUN/train.log``; the resolved recipe is logged once per start
+(TensorBoard text ``recipe`` and hyper-parameters ``hparams``).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 import torch
 
 from ssl_video.engine.run_dir import MetricsLog, RunDir
+from ssl_video.files import open_log
 
 __all__ = ["MetricWindow", "TrainingLog", "scalar_terms", "tensorboard_tag"]
 
@@ -60,27 +66,56 @@ def tensorboard_tag(key: str) -> str:
 
 
 class TrainingLog:
-    """metrics.jsonl, TensorBoard and the progress bar of one run (inactive on processes other than rank 0)."""
+    """metrics.jsonl, train.log, TensorBoard, other trackers and the progress of one run (inactive on processes
+    other than rank 0).
+
+    ``hparams``: the resolved recipe, logged once. ``interactive``: draw a progress bar (default: when
+    stderr is a terminal); otherwise each logged step prints one plain line."""
 
     def __init__(self, run: RunDir, *, main: bool, start_step: int, total_steps: int, name: str,
-                 tensorboard: bool, progress: bool):
+                 tensorboard: bool, progress: bool, hparams: dict | None = None, interactive: bool | None = None,
+                 trackers=()):
         from tqdm.auto import tqdm
 
         self.main = main
+        self.trackers = list(trackers) if main else []  # Accelerate trackers (W&B, MLflow): log(values, step), finish()
+        self.total_steps = total_steps
         self.metrics = MetricsLog(run.metrics, start_step) if main else None
+        self.file = open_log(run.log) if main else None
         self.writer = None
         if main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run.tb), purge_step=start_step + 1)
+        interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.plain = main and progress and not interactive
         self.bar = tqdm(total=total_steps, initial=start_step, desc=name, unit="step", dynamic_ncols=True,
-                        disable=not (main and progress))
+                        disable=not (main and progress and interactive))
+        if main and hparams is not None:
+            self._hparams(hparams, start_step)
+
+    def _hparams(self, config: dict, step: int) -> None:
+        from ssl_video.config import dump_yaml
+        from ssl_video.engine.checkpoint import flatten
+
+        text = dump_yaml(config)
+        self._to_file(f"recipe:\n{text}")
+        if self.writer is not None:
+            self.writer.add_text("recipe", "```yaml\n" + text + "```", step)
+            flat = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in flatten(config).items()}
+            self.writer.add_hparams(flat, {}, run_name=".")
+
+    def _to_file(self, text: str) -> None:
+        if self.file is not None:
+            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text.rstrip()}\n")
+            self.file.flush()
 
     def message(self, text: str) -> None:
         if self.main:
             from tqdm.auto import tqdm
 
             tqdm.write(f"[ssl-video] {text}")
+            self._to_file(text)
 
     def step(self) -> None:
         self.bar.update(1)
@@ -93,12 +128,24 @@ class TrainingLog:
             for key, value in metrics.items():
                 if key not in ("step", "time"):
                     self.writer.add_scalar(tensorboard_tag(key), value, step)
+        for tracker in self.trackers:
+            tracker.log({k: v for k, v in metrics.items() if k not in ("step", "time")}, step=step)
         if "loss" in metrics:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                          if k not in ("step", "time", "epoch") and not k.startswith("lr/") and isinstance(v, (int, float)))
+        line = f"step {step}/{self.total_steps}  {shown}"
+        self._to_file(line)
+        if self.plain:
+            print(f"[ssl-video] {line}", flush=True)
 
     def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.file is not None:
+            self.file.close()

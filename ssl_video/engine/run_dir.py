@@ -7,6 +7,7 @@
       env.json              package versions, git revision, command line, host, processes, devices
                             (the latest start; earlier starts under "previous_starts")
       metrics.jsonl         one JSON object per logged step: loss terms, lr, clips/s, data-wait fraction
+      train.log             what the run printed (messages and one line per logged step), appended per start
       tb/                   TensorBoard event files (the same scalars)
       checkpoints/last.pt   the latest checkpoint (what resume and ``ssl-video export`` read)
       checkpoints/step_<N>.pt  kept every ``trainer.keep_every`` steps
@@ -52,6 +53,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
 
     @property
     def tb(self) -> Path:

@@ -40,8 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssl_video import threads
 from ssl_video.engine.batches import EpochBatchSampler, batch_size, close_loader, make_loader, to_device
 from ssl_video.engine.checkpoint import (
+    EXTENDABLE_KEYS,
+    RUNTIME_KEYS,
     check_resume,
     checkpoint_state,
     load_checkpoint,
@@ -54,7 +57,6 @@ from ssl_video.engine.schedule import lr_factor, schedule_from_config
 from ssl_video.engine.validation import BestEpoch, validate, validation_loader
 from ssl_video.errors import CheckpointWriteError, NonFiniteLoss, UserError, one_line
 from ssl_video.files import write_json, write_text
-from ssl_video import threads
 
 __all__ = ["train", "STOP_SIGNALS"]
 
@@ -64,7 +66,25 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _make_accelerator(cfg):
+# trainer.trackers name -> what Accelerate's log_with takes (a name, or a GeneralTracker instance)
+TRACKERS: dict[str, Any] = {"wandb": "wandb", "mlflow": "mlflow"}
+
+
+def _trackers(names: list[str], run_dir: Path) -> list:
+    """Accelerate's ``log_with`` for ``trainer.trackers``; a tracker whose package is missing is one line."""
+    import importlib.util
+
+    out = []
+    for name in names:
+        tracker = TRACKERS[name]
+        if isinstance(tracker, str) and importlib.util.find_spec(tracker) is None:
+            raise UserError(f"trainer.trackers: {name} is not installed (pip install 'ssl_video[{name}]'), or "
+                            "remove it from the recipe")
+        out.append(tracker)
+    return out
+
+
+def _make_accelerator(cfg, run_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -76,7 +96,9 @@ def _make_accelerator(cfg):
         raise UserError("this GPU has no bf16 support: use trainer.mixed_precision=fp16 (or no)")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
     # cpu=True is what makes several CPU processes one gloo job (otherwise they train independently)
-    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp])
+    trackers = _trackers(cfg.trackers, run_dir)
+    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp], log_with=trackers or None,
+                       project_dir=str(run_dir) if trackers else None)
 
 
 def _set_determinism(deterministic: bool, cuda: bool) -> None:
@@ -179,21 +201,66 @@ def _teardown(accelerator, clean: bool) -> None:
     AcceleratorState._reset_state()
 
 
-def _saved_state(run: RunDir, config: dict, world: int) -> dict | None:
-    """The checkpoint to resume from (None: a fresh start), after checking that the recipe still fits it."""
+def _saved_state(run: RunDir, config: dict, world: int, resume: str | Path = "auto",
+                 extend: bool = False, flags: dict | None = None) -> tuple[dict | None, dict | None]:
+    """``(checkpoint to resume from, checkpoint to start from)``, after checking that the recipe fits them.
+
+    ``resume``: ``"auto"`` resumes ``run/checkpoints/last.pt`` when present; ``"never"`` refuses a run
+    directory that already holds a run; a path (a checkpoint file or another run directory) gives the weights
+    and optimizer state of the first start, at step 0 (once the run directory has its own checkpoint, that
+    one is resumed). ``extend`` lets ``trainer.max_steps``/``trainer.epochs`` differ from the checkpoint's.
+    """
+    if resume == "never":
+        if run.last.is_file() or run.config.is_file():
+            raise UserError(f"--fresh: {run.root} already holds a run; give another --run-dir (or remove it) to "
+                            "start from step 0")
+        return None, None
+    runtime = RUNTIME_KEYS + (EXTENDABLE_KEYS if extend else ())
     if run.last.is_file():
         saved = load_checkpoint(run.last)
-        check_resume(saved.get("config") or {}, config, run.root)
+        check_resume(saved.get("config") or {}, config, run.root, runtime=runtime, flags=flags)
         if saved.get("world_size", world) != world:
             raise UserError(f"cannot resume {run.root}: it was trained with {saved['world_size']} process(es), "
-                            f"this start has {world} (the global batch would change); use --nproc "
-                            f"{saved['world_size']}")
-        return saved
+                            f"this start has {world} (the global batch would change): start it with "
+                            f"{saved['world_size']} process(es)")
+        return saved, None
     if run.config.is_file():  # started before but stopped ahead of its first checkpoint
         from ssl_video.config import read_yaml
 
-        check_resume(read_yaml(run.config), config, run.root, what="config.yaml")
-    return None
+        check_resume(read_yaml(run.config), config, run.root, what="config.yaml", runtime=runtime, flags=flags)
+    if resume == "auto":
+        return None, None
+    source = Path(resume)
+    path = RunDir(source).last if source.is_dir() else source
+    if not path.is_file():
+        raise UserError(f"--resume {resume}: no checkpoint there (a checkpoint file, or a run directory holding "
+                        "checkpoints/last.pt)")
+    return None, load_checkpoint(path)
+
+
+def _start_from(method, optimizer, initial: dict, source, log) -> None:
+    """Load another run's weights (strict) and, when the optimizer is the same kind with the same parameter
+    groups, its optimizer state; the recipe's hyper-parameters (lr, momentum, betas, weight decay) stay."""
+    try:
+        method.load_state_dict(initial["model"], strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"--resume {source}: its weights do not fit this recipe's model ({one_line(exc)})") from None
+    saved_optim = (initial.get("config") or {}).get("optim", {}).get("name")
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    state = initial.get("optimizer") or {}
+    same = (saved_optim == type(optimizer).__name__.lower()
+            and [len(g["params"]) for g in state.get("param_groups", [])]
+            == [len(g["params"]) for g in optimizer.param_groups])
+    if same:
+        try:
+            optimizer.load_state_dict(state)
+        except (ValueError, KeyError):
+            same = False
+        for group, settings in zip(optimizer.param_groups, groups):
+            group.update(settings)
+    log.message(f"starting from {source} (step {initial.get('step')}): weights"
+                + (" and optimizer state" if same else "; optimizer state not loaded (another optimizer or "
+                   "other parameter groups)") + "; this run counts its steps from 0")
 
 
 def _prepare_run_dir(run: RunDir, config: dict, world: int, device: torch.device) -> None:
@@ -209,7 +276,8 @@ def _prepare_run_dir(run: RunDir, config: dict, world: int, device: torch.device
 
 
 def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
-          handle_signals: bool = True) -> dict:
+          handle_signals: bool = True, resume: str | Path = "auto", extend: bool = False,
+          flags: dict | None = None) -> dict:
     """Train ``recipe`` in ``run_dir`` (resuming from ``run_dir/checkpoints/last.pt`` when present).
 
     Returns the summary also written to ``run_dir/summary.json``: ``status`` ("completed", "stopped" by a
@@ -218,20 +286,28 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
     signal that stopped it: "SIGTERM" or "SIGUSR2", else None)...
     Raises :class:`~ssl_video.errors.NonFiniteLoss` when the loss stops being finite. ``handle_signals=False``
     leaves SIGTERM and SIGUSR2 to the caller.
+
+    ``resume``: ``"auto"`` (resume ``run_dir`` when it holds a checkpoint), ``"never"`` (refuse a run directory
+    that holds a run) or the path of another run's checkpoint (or run directory) whose weights and optimizer
+    state this run starts from, at step 0. ``extend=True`` lets the recipe lengthen a run
+    (``trainer.max_steps`` / ``trainer.epochs``): the schedule is laid over the new length and the run goes on
+    from the saved step (see :func:`_saved_state`). A start that is refused leaves ``run_dir`` as it was.
     """
     stop = _StopFlag(handle_signals)  # from the start: a signal during set-up stops after the first step
     threads.configure(workers=recipe.data.num_workers)  # OMP_NUM_THREADS set by a launcher or the user wins
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     accelerator, clean = None, False
     try:
-        accelerator = _make_accelerator(recipe.trainer)
-        run = _setup(recipe, RunDir(Path(run_dir)), recipe_path, accelerator, stop)
+        accelerator = _make_accelerator(recipe.trainer, Path(run_dir))
+        run = _setup(recipe, RunDir(Path(run_dir)), recipe_path, accelerator, stop, resume, extend, flags)
         try:
-            status, signum = _loop(run)
+            try:
+                status, signum = _loop(run)
+            finally:
+                close_loader(run.loader)
+            summary = _finish(run, status, signum)
         finally:
             run.log.close()
-            close_loader(run.loader)
-        summary = _finish(run, status, signum)
         clean = True
         return summary
     finally:
@@ -285,7 +361,8 @@ class _Run:
         save_checkpoint(state, path or self.run.last, self.run.kept(step) if keep else None)
 
 
-def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _Run:
+def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag, resume: str | Path = "auto",
+           extend: bool = False, flags: dict | None = None) -> _Run:
     from ssl_video.data.bad_files import BadFiles
     from ssl_video.methods import build_method
     from ssl_video.recipe import recipe_dict
@@ -298,14 +375,12 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
     config = recipe_dict(recipe)
     _set_determinism(cfg.deterministic, cuda)
 
-    # 1. refuse to continue a run with a recipe that trains something else; then record this start
-    saved = _saved_state(run, config, world)
+    # 1. refuse to continue a run with a recipe that trains something else (nothing written yet)
+    saved, initial = _saved_state(run, config, world, resume, extend, flags)
     start_step = int(saved["step"]) if saved is not None else 0
-    accelerator.wait_for_everyone()  # every process has read the run directory before it changes
-    if main:
-        _prepare_run_dir(run, config, world, device)
 
-    # 2. the method, its data, the optimizer (same initial weights on every process)
+    # 2. the method, its data, the optimizer (same initial weights on every process): every check that can
+    # refuse the start runs before the run directory is created
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed % 2**32)
@@ -316,10 +391,30 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method.to(device).train()
     steps_per_epoch, total_steps = _lengths(recipe, len(dataset), world)
+    if start_step > total_steps:
+        raise UserError(f"cannot resume {run.root} at step {start_step}: the recipe now trains {total_steps} steps; "
+                        "--extend only lengthens a run")
     base_lr = optim.lr * (world if optim.lr_scaling == "world_size" else 1)
     optimizer = _optimizer(method, optim, base_lr)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
+    valid = type(method).validation_dataset(recipe)
+    if valid is None and cfg.best_metric is not None:
+        raise UserError(f"trainer.best_metric is {cfg.best_metric!r} but method {recipe.method} has no validation "
+                        "set in this recipe: give it (e.g. tsp.valid_csv) or set trainer.best_metric=null")
+    accelerator.wait_for_everyone()  # every process has read the run directory before it changes
+    if main:
+        _prepare_run_dir(run, config, world, device)
+    if cfg.trackers:
+        from ssl_video.engine.checkpoint import flatten
+
+        accelerator.init_trackers(recipe.name, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                       for k, v in flatten(config).items()})
+    log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
+                      tensorboard=cfg.tensorboard, progress=cfg.progress, hparams=config,
+                      trackers=accelerator.trackers if cfg.trackers else ())
+    if initial is not None:
+        _start_from(method, optimizer, initial, resume, log)
     model, optimizer = accelerator.prepare(method, optimizer)
     if cfg.compile:
         model = torch.compile(model)
@@ -328,14 +423,8 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag) -> _R
         scaler.load_state_dict(saved["scaler"])
     sampler = EpochBatchSampler(len(dataset), recipe.data.batch_size, world, rank, recipe.data.seed,
                                 steps_per_epoch * cfg.grad_accum)
-    valid = type(method).validation_dataset(recipe)
-    if valid is None and cfg.best_metric is not None:
-        raise UserError(f"trainer.best_metric is {cfg.best_metric!r} but method {recipe.method} has no validation "
-                        "set in this recipe: give it (e.g. tsp.valid_csv) or set trainer.best_metric=null")
 
     # 3. logging
-    log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
-                      tensorboard=cfg.tensorboard, progress=cfg.progress)
     log.message(f"{'resuming' if start_step else 'starting'} {recipe.method} in {run.root} at step {start_step}/"
                 f"{total_steps} ({steps_per_epoch} steps per epoch, {len(dataset)} clips, {world} process(es) on "
                 f"{device.type}, global batch {recipe.data.batch_size * world * cfg.grad_accum})")

@@ -185,7 +185,7 @@ def _run_split(inputs, settings, split, recipe, layout, protocol, unreadable: di
         saved = json.loads(stored.read_text())
         if saved.get("recipe") == to_dict(recipe) and saved.get("test") == test_settings:
             return {**saved["result"], "status": "completed", "reused": True}
-    summary = train(recipe, run_dir)
+    summary = train(recipe, run_dir, flags={"run_dir": "--out"})
     if summary["status"] != "completed":
         return {"status": summary["status"], "step": summary["step"], "total_steps": summary["total_steps"]}
 

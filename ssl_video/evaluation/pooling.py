@@ -20,6 +20,10 @@ Protocol (written into every report):
   spaced clips in testing. The same seed initialises every head.
 * multi-class: softmax cross-entropy, top-1 and top-5 accuracy; multi-label: binary cross-entropy,
   GAP@20 and mAP. The last epoch's model is tested (nothing is selected on the test split).
+* the official LOUPE / Youtube-8M-WILLOW / Attention Clusters behaviour is a set of named settings (input BN,
+  BN gating, MoE probability gating, hidden FC with bias, MoE L2, NetFV global second order, sampling with
+  replacement, per-tensor clipping, staircase lr decay, summed BCE, alpha/beta init, the tanh MLP head);
+  ``preset: paper`` sets the published run (docs/FIDELITY.md).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ __all__ = [
     "prepare_data",
     "clip_indices",
     "pad_batch",
+    "classification_loss",
+    "clip_each_gradient",
     "build_classifier",
     "train_classifier",
     "predict",
@@ -158,8 +164,16 @@ def prepare_data(
     )
 
 
-def clip_indices(num_clips: int, max_clips: int | None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Which clips of a sequence to use: all, a random ordered subset (``rng``) or evenly spaced ones."""
+def clip_indices(num_clips: int, max_clips: int | None, rng: np.random.Generator | None = None,
+                 replacement: bool = False) -> np.ndarray:
+    """Which clips of a sequence to use: all, a random ordered subset (``rng``) or evenly spaced ones.
+
+    ``replacement``: exactly ``max_clips`` indices drawn uniformly with replacement, unordered (the official
+    ``SampleRandomFrames``: ``floor(U[0, 1) * num_clips)``), whatever the length; needs ``rng``."""
+    if replacement:
+        if rng is None or max_clips is None:
+            raise ValueError("sampling with replacement needs a generator and max_clips")
+        return np.floor(rng.random(max_clips) * num_clips).astype(np.int64)
     if max_clips is None or num_clips <= max_clips:
         return np.arange(num_clips)
     if rng is not None:
@@ -168,12 +182,13 @@ def clip_indices(num_clips: int, max_clips: int | None, rng: np.random.Generator
 
 
 def pad_batch(
-    seqs: Sequence[np.ndarray], max_clips: int | None = None, rng: np.random.Generator | None = None
+    seqs: Sequence[np.ndarray], max_clips: int | None = None, rng: np.random.Generator | None = None,
+    replacement: bool = False,
 ):
     """Stack variable-length ``[n_i, F]`` sequences into ``x (B, L, F)`` (zero padded) and ``mask (B, L)``."""
     import torch
 
-    chosen = [s[clip_indices(s.shape[0], max_clips, rng)] for s in seqs]
+    chosen = [s[clip_indices(s.shape[0], max_clips, rng, replacement)] for s in seqs]
     length = max(s.shape[0] for s in chosen)
     x = np.zeros((len(chosen), length, chosen[0].shape[1]), dtype=np.float32)
     mask = np.zeros((len(chosen), length), dtype=bool)
@@ -205,30 +220,21 @@ def build_classifier(
     if head == "transformer":
         common = dim if audio_dim is None else math.gcd(dim, audio_dim)
         kwargs.setdefault("heads", next(h for h in (4, 2, 1) if common % h == 0))
+    if head == "netfv":
+        kwargs.setdefault("second_order", settings.netfv_second_order)
+    if head == "attention_clusters":
+        kwargs.setdefault("shift_init", settings.attention_init)
+    options = {"hidden": settings.hidden, "gating": settings.gating, "classifier": settings.classifier_for(multilabel),
+               "input_bn": settings.input_bn, "hidden_bn": settings.hidden_bn, "gating_bn": settings.gating_bn,
+               "output_gating": settings.output_gating, "moe_gate_bias": settings.moe_gate_bias}
     if audio_dim is not None:
-        kwargs.pop("clusters", None)
-        return TwoStreamClassifier(
-            dim,
-            audio_dim,
-            num_classes,
-            head=head,
-            clusters=settings.clusters,
-            audio_clusters=settings.audio_clusters,
-            hidden=settings.hidden,
-            gating=settings.gating,
-            classifier=settings.classifier_for(multilabel),
-            **kwargs,
-        )
+        clusters = kwargs.pop("clusters", settings.clusters)  # head_kwargs may set a head's own (paper: NetFV 128)
+        return TwoStreamClassifier(dim, audio_dim, num_classes, head=head, clusters=clusters,
+                                   audio_clusters=settings.audio_clusters, **options, **kwargs)
     if clustered:
         kwargs.setdefault("clusters", settings.clusters)
     pool = create_pooling_head(head, dim, **kwargs)
-    return PooledClassifier(
-        pool,
-        num_classes,
-        hidden=settings.hidden,
-        gating=settings.gating,
-        classifier=settings.classifier_for(multilabel),
-    )
+    return PooledClassifier(pool, num_classes, input_dim=dim, **options)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -253,7 +259,6 @@ def train_classifier(
     """Train ``model`` in place (``audio``: the second stream's sequences, aligned with ``x``); returns
     ``{"train_time_s", "final_loss"}``."""
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     device = resolve_device(settings.device)
@@ -263,19 +268,26 @@ def train_classifier(
     targets = torch.from_numpy(np.asarray(y))
     loss_value = float("nan")
     start = time.perf_counter()
+    seen = 0  # training examples before this step: the staircase lr decay counts them (official train.py)
+    penalty = getattr(model, "l2_penalty", None) if settings.moe_l2 > 0 else None
     bar = tqdm(range(settings.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for _ in bar:
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, rng):
             yb = targets[idx].to(device)
             logits = _forward(model, [x[i] for i in idx], None if audio is None else [audio[i] for i in idx],
-                              settings.max_clips, rng, device)
-            loss = (
-                F.binary_cross_entropy_with_logits(logits, yb) if multilabel else F.cross_entropy(logits, yb)
-            )
+                              settings, rng, device)
+            loss = classification_loss(logits, yb, multilabel, settings.multilabel_loss)
+            reg = penalty() if penalty is not None else None
+            objective = loss if reg is None else loss + settings.moe_l2 * reg
+            for group in optim.param_groups:
+                group["lr"] = settings.lr * settings.lr_decay ** (seen // settings.lr_decay_examples)
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
+            if settings.clip_grad is not None:
+                clip_each_gradient(model.parameters(), settings.clip_grad)
             optim.step()
+            seen += len(idx)
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         loss_value = total / max(count, 1)
@@ -285,12 +297,35 @@ def train_classifier(
     return {"train_time_s": time.perf_counter() - start, "final_loss": loss_value}
 
 
-def _forward(model, x, audio, max_clips, rng, device):
+def classification_loss(logits, targets, multilabel: bool, reduction: str = "mean"):
+    """Softmax cross-entropy (multi-class), or binary cross-entropy averaged over every entry (``"mean"``) or
+    summed over classes and averaged over videos (``"sum"``, the official ``CrossEntropyLoss``)."""
+    import torch.nn.functional as F
+
+    if not multilabel:
+        return F.cross_entropy(logits, targets)
+    if reduction == "sum":
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1).mean()
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def clip_each_gradient(parameters, max_norm: float) -> None:
+    """Scale each parameter's gradient to norm ``max_norm`` when above it, one tensor at a time (TF-slim
+    ``create_train_op(clip_gradient_norm=...)``: ``clip_by_norm`` per variable, not one global norm)."""
+    for p in parameters:
+        if p.grad is not None:
+            norm = p.grad.norm()
+            if norm > max_norm:
+                p.grad.mul_(max_norm / norm)
+
+
+def _forward(model, x, audio, settings: PoolingSettings, rng, device):
     """Logits of one batch: padded sequences and masks of one stream, or of two (video, audio)."""
-    xb, mb = pad_batch(x, max_clips, rng)
+    replacement = settings.clip_sampling == "with_replacement"
+    xb, mb = pad_batch(x, settings.max_clips, rng, replacement)
     if audio is None:
         return model(xb.to(device), mb.to(device))
-    ab, amb = pad_batch(audio, max_clips, rng)
+    ab, amb = pad_batch(audio, settings.max_clips, rng, replacement)
     return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device))
 
 
@@ -307,10 +342,12 @@ def predict(
     device = resolve_device(settings.device)
     model.to(device).eval()
     out = []
+    # evenly spaced clips, or (with_replacement) a seeded draw as the official test-time sampling
+    rng = np.random.default_rng([settings.seed, 1]) if settings.clip_sampling == "with_replacement" else None
     with torch.no_grad():
         for i in range(0, len(x), settings.batch_size):
             part = None if audio is None else audio[i : i + settings.batch_size]
-            logits = _forward(model, x[i : i + settings.batch_size], part, settings.max_clips, None, device).float()
+            logits = _forward(model, x[i : i + settings.batch_size], part, settings, rng, device).float()
             out.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
     return np.concatenate(out, axis=0)
 

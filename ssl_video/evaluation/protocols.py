@@ -29,7 +29,7 @@ from ssl_video.evaluation.settings import (
 )
 
 __all__ = ["Flag", "Protocol", "register_protocol", "get_protocol", "list_protocols", "load_settings",
-           "settings_from_args", "make_inputs", "split_lines", "split_metrics", "GROUPS"]
+           "settings_from_args", "make_inputs", "default_out", "split_lines", "split_metrics", "GROUPS"]
 
 GROUPS = ("encoder", "dataset", "clip", "run", "cache")
 RESERVED = ("seed", "device")  # run options (--seed, --device), never protocol settings
@@ -95,6 +95,9 @@ def load_settings(protocol: Protocol, data: dict | None, prefix: str = ""):
         if key in data:
             where = f"{prefix}.{key}" if prefix else key
             raise ConfigError(where, f"set by the run options (--{key}), not by the protocol settings")
+    expand = getattr(protocol.settings, "expand_preset", None)
+    if expand is not None:
+        data = expand(data)
     settings = from_dict(protocol.settings, data, prefix)
     check = getattr(settings, "check", None)
     if check is not None:
@@ -120,11 +123,15 @@ def _merge(flags: dict, overrides: dict) -> dict:
     return {**flags, **overrides}
 
 
-def make_inputs(protocol: Protocol, **given):
-    """:class:`EvalInputs` from the given values (``None``: the protocol's default, then the field's)."""
+def make_inputs(protocol: Protocol, check_device: bool = True, **given):
+    """:class:`EvalInputs` from the given values (``None``: the protocol's default, then the field's).
+
+    The device is checked first (``check_device=False`` where the command runs elsewhere: a Slurm job)."""
     from ssl_video.evaluation.runner import EvalInputs
 
     values = {**protocol.defaults, **{k: v for k, v in given.items() if v is not None}}
+    if "out" not in values and values.get("encoder") and values.get("dataset"):
+        values["out"] = default_out(protocol.name, values["encoder"], values["dataset"])
     values.setdefault("out", f"runs/eval/{protocol.name}")
     values.setdefault("dataset", "")
     values.setdefault("encoder", "")
@@ -132,7 +139,20 @@ def make_inputs(protocol: Protocol, **given):
         value = values.get(key)
         if value is not None and (value < 0 or (value == 0 and key != "workers")):
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    if check_device:
+        from ssl_video.device import resolve_device
+
+        resolve_device(values.get("device", "auto"))  # before anything is read, cached or written
+
     return EvalInputs(**{k: v for k, v in values.items() if k in _EVAL_FIELDS})
+
+
+def default_out(protocol: str, encoder: str, dataset: str) -> str:
+    """``runs/eval/<protocol>/<encoder>-<dataset>``: one report directory per encoder and dataset, so that
+    evaluating the next encoder never replaces the previous one's report."""
+    name = Path(str(encoder).rstrip("/")).name or str(encoder)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"runs/eval/{protocol}/{safe}-{dataset}"
 
 
 _EVAL_FIELDS = ("encoder", "dataset", "root", "videos", "split_dir", "splits", "encoder_args", "seed", "clips",

@@ -52,9 +52,10 @@ class EvalInputs:
 
 def resolve_inputs(inputs: EvalInputs):
     """The dataset layout, the requested splits (each with train and test), the encoder and its clip protocol."""
-    from ssl_video.data.datasets import load_layout
+    from ssl_video.data.datasets import EVAL_FLAGS, load_layout
 
-    layout = load_layout(inputs.dataset, root=inputs.root, videos=inputs.videos, splits=inputs.split_dir)
+    layout = load_layout(inputs.dataset, root=inputs.root, videos=inputs.videos, splits=inputs.split_dir,
+                         names=EVAL_FLAGS)
     splits = inputs.splits or list(layout.splits)
     unknown = [s for s in splits if s not in layout.splits]
     if unknown:

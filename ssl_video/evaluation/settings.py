@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ssl_video.errors import ConfigError
 
 __all__ = ["ProbeSettings", "RetrievalSettings", "FinetuneSettings", "PoolingSettings", "PoolingEvalSettings",
-           "TemporalSettings"]
+           "TemporalSettings", "PAPER_POOLING", "expand_pooling_preset"]
 
 
 def _positive(obj, *names: str) -> None:
@@ -66,14 +66,49 @@ class FinetuneSettings:
         check_recipe(self)
 
 
+# `preset: paper`: the published learnable-pooling runs (WILLOW README, gated NetVLAD/NetFV: --batch_size=80
+# --base_learning_rate=0.0002 --netvlad_cluster_size=256 / --fv_cluster_size=128 --netvlad_hidden_size=1024
+# --moe_l2=1e-6 --iterations=300 --learning_rate_decay=0.8 --netvlad_relu=False --gating=True --moe_prob_gating=True;
+# train.py: clip_gradient_norm 1.0, learning_rate_decay_examples 4M) and the official model code's behaviour
+# (docs/FIDELITY.md). Keys given explicitly win over the preset's.
+PAPER_POOLING: dict = {
+    "clusters": 256, "hidden": 1024, "lr": 2e-4, "batch_size": 80, "max_clips": 300, "gating": True,
+    "input_bn": True, "hidden_bn": False, "gating_bn": True, "output_gating": "official", "moe_gate_bias": False,
+    "moe_l2": 1e-6, "netfv_second_order": "global", "attention_init": "official", "clip_sampling": "with_replacement",
+    "clip_grad": 1.0, "lr_decay": 0.8, "lr_decay_examples": 4_000_000, "multilabel_loss": "sum",
+    "head_kwargs": {"netfv": {"clusters": 128}},
+}
+PRESETS = {"ours": {}, "paper": PAPER_POOLING}
+
+
+def expand_pooling_preset(data: dict) -> dict:
+    """The settings mapping with its ``preset``'s values filled in under the keys it does not give (the one
+    place a preset is resolved; ``head_kwargs`` merge per head)."""
+    name = data.get("preset", "ours")
+    preset = PRESETS.get(name) if isinstance(name, str) else None  # an unknown name: from_dict says so
+    if not preset:
+        return dict(data)
+    out = {**preset, **data}
+    given = data.get("head_kwargs")
+    if isinstance(given, dict):
+        merged = {head: dict(kw) for head, kw in preset["head_kwargs"].items()}
+        for head, kw in given.items():
+            merged[head] = {**merged.get(head, {}), **kw} if isinstance(kw, dict) else kw
+        out["head_kwargs"] = merged
+    return out
+
+
 @dataclass
 class PoolingSettings:
-    """Everything that defines a run besides the data (written into the report)."""
+    """Everything that defines a run besides the data (written into the report). The second block are the
+    switches restoring the official code's behaviour (docs/FIDELITY.md); ``preset: paper`` sets them all."""
 
     clusters: int = 64
     audio_clusters: int | None = None  # two streams: clusters of the audio head (None: clusters // 2)
     gating: bool = True
-    classifier: str = "auto"  # auto: MoE for multi-label, linear for multi-class
+    # auto: MoE for multi-label, linear for multi-class; tanh_mlp: the Attention Clusters reference head
+    # (dropout 0.5 -> FC 1024 tanh -> FC 4096 tanh -> logistic) in place of FC/BN/gating/classifier
+    classifier: str = "auto"
     hidden: int = 512
     epochs: int = 20
     lr: float = 1e-3
@@ -82,7 +117,25 @@ class PoolingSettings:
     max_clips: int = 300
     seed: int = 0
     device: str = "auto"
-    head_kwargs: dict = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)  # head name -> constructor keywords
+    preset: Literal["ours", "paper"] = "ours"  # paper: PAPER_POOLING under every key not given
+    # -- official behaviour (LOUPE loupe.py, WILLOW frame_level_models.py / video_level_models.py / train.py)
+    input_bn: bool = False  # BatchNorm over the clip features before pooling (official: before the split)
+    hidden_bn: bool = True  # FC without bias + BN (ours); False: FC with a bias, no BN (netvlad_relu=False)
+    gating_bn: bool = False  # Context Gating sigmoid(BN(XW)) without bias (official) instead of sigmoid(XW + b)
+    output_gating: Literal["ours", "official"] = "ours"  # official: only MoE probabilities, p * sigmoid(BN(pW))
+    moe_gate_bias: bool = True  # official: the MoE gate projection has no bias
+    moe_l2: float = 0.0  # official 1e-6: moe_l2 * |W|^2 / 2 of the MoE gate and expert weights added to the loss
+    netfv_second_order: Literal["intra", "global"] = "intra"  # official: global L2 only on NetFV's second order
+    attention_init: Literal["ours", "official"] = "ours"  # Attention Clusters alpha/beta: 1/0, or N(0, K^-1/4)
+    # subset: a random ordered subset of max_clips clips (training), evenly spaced ones (testing);
+    # with_replacement: max_clips clips drawn uniformly with replacement, in training and testing (official
+    # SampleRandomFrames; the test draw is seeded)
+    clip_sampling: Literal["subset", "with_replacement"] = "subset"
+    clip_grad: float | None = None  # clip each parameter's gradient norm to this (TF-slim create_train_op)
+    lr_decay: float = 1.0  # lr x lr_decay every lr_decay_examples training examples (staircase)
+    lr_decay_examples: int = 4_000_000
+    multilabel_loss: Literal["mean", "sum"] = "mean"  # sum: over classes, mean over videos (official)
 
     def classifier_for(self, multilabel: bool) -> str:
         if self.classifier == "auto":
@@ -101,12 +154,18 @@ class PoolingEvalSettings(PoolingSettings):
     audio_features: str | None = field(default=None, metadata={"path": "any"})  # second stream
     multilabel: bool = False
 
+    expand_preset = staticmethod(expand_pooling_preset)
+
     def check(self) -> None:
         from ssl_video.models.pooling import list_pooling_heads
 
-        _positive(self, "clusters", "audio_clusters", "hidden", "epochs", "lr", "batch_size", "max_clips")
-        if self.classifier not in ("auto", "linear", "moe"):
-            raise ConfigError("classifier", f"expected one of 'auto', 'linear', 'moe', got {self.classifier!r}")
+        _positive(self, "clusters", "audio_clusters", "hidden", "epochs", "lr", "batch_size", "max_clips", "clip_grad",
+                  "lr_decay", "lr_decay_examples")
+        if self.moe_l2 < 0:
+            raise ConfigError("moe_l2", f"must be >= 0, got {self.moe_l2}")
+        if self.classifier not in ("auto", "linear", "moe", "tanh_mlp"):
+            raise ConfigError("classifier", f"expected one of 'auto', 'linear', 'moe', 'tanh_mlp', got "
+                              f"{self.classifier!r}")
         known = list_pooling_heads()
         unknown = [h for h in self.heads if h not in (*known, "all")]
         if unknown or not self.heads:

@@ -31,7 +31,7 @@ from ssl_video.errors import UserError
 from ssl_video.evaluation.protocols import get_protocol, load_settings, make_inputs
 from ssl_video.evaluation.report import write_report
 
-__all__ = ["SuiteEntry", "Suite", "load_suite", "prepare_suite", "run_suite"]
+__all__ = ["SuiteEntry", "Suite", "load_suite", "prepare_suite", "suite_runs", "check_suite_inputs", "run_suite"]
 
 
 @dataclass
@@ -82,6 +82,67 @@ def _root_for(dataset: str, roots: dict[str, str], data_root: str | None) -> str
     raise UserError(f"no location for dataset '{dataset}': pass --root {dataset}=DIR or --data-root DIR")
 
 
+def check_suite_inputs(runs: list, base: dict) -> None:
+    """Before the first entry runs: the encoder reference, and every entry's dataset root, layout and
+    splits (each dataset parsed once), so that a late entry cannot fail after hours of the early ones."""
+    from ssl_video.data.datasets import load_layout
+
+    encoder = base.get("encoder")
+    if encoder:
+        _check_encoder_reference(str(encoder))
+    layouts: dict[tuple, Any] = {}
+    for entry, name, protocol, _settings, inputs in runs:
+        if "dataset" not in protocol.groups or entry.dataset == "tsp":
+            continue
+        where = (entry.dataset, inputs.root)
+        if where not in layouts:
+            flag = f"--root {entry.dataset}=DIR (or --data-root DIR)"
+            if not Path(inputs.root).is_dir():
+                raise UserError(f"suite entry {name}: dataset {entry.dataset} not found at {inputs.root}: give {flag}")
+            layouts[where] = load_layout(entry.dataset, root=inputs.root, names={"root": flag})
+        layout = layouts[where]
+        unknown = [s for s in (entry.splits or []) if str(s) not in layout.splits]
+        if unknown:
+            raise UserError(f"suite entry {name}: {entry.dataset} has no split {', '.join(map(str, unknown))} "
+                            f"(available: {', '.join(layout.splits)})")
+
+
+def _check_encoder_reference(ref: str) -> None:
+    """An exported encoder directory that exists, or a zoo name (``timm:<model>`` included)."""
+    from ssl_video.errors import ConfigError
+    from ssl_video.models.registry import list_encoders
+    from ssl_video.recipe.encoders import check_encoder_name
+
+    list_encoders()  # the zoo registers its names (plugins too)
+    try:
+        errors = []
+        for modality in ("video", "audio"):
+            try:
+                check_encoder_name(ref, "--encoder", modality)
+                return
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    except ConfigError as exc:
+        raise UserError(f"--encoder: {exc.detail}") from None
+
+
+def suite_runs(suite: Suite, base: dict, roots: dict[str, str], data_root: str | None = None,
+               check_device: bool = True) -> list:
+    """``(entry, name, protocol, settings, inputs)`` per entry, every input checked (see :func:`check_suite_inputs`)."""
+    prepared = prepare_suite(suite)
+    out = Path(base["out"])
+    runs = []
+    for entry, (name, protocol, settings) in zip(suite.protocols, prepared):
+        clip = {k: getattr(entry, k) for k in ("clips", "frames", "fps", "resize", "crop")}
+        inputs = make_inputs(protocol, **{**base, **clip, "dataset": entry.dataset, "splits": entry.splits,
+                                          "root": _root_for(entry.dataset, roots, data_root), "out": str(out / name)},
+                             check_device=check_device)
+        runs.append((entry, name, protocol, settings, inputs))
+    check_suite_inputs(runs, base)
+    return runs
+
+
 def run_suite(suite: Suite, base: dict, roots: dict[str, str], data_root: str | None = None) -> dict:
     """Run every entry of ``suite`` on ``base["encoder"]``; reports go to ``base["out"]/<entry name>/``.
 
@@ -91,14 +152,8 @@ def run_suite(suite: Suite, base: dict, roots: dict[str, str], data_root: str | 
     resume).
     """
     started = time.time()
-    prepared = prepare_suite(suite)
     out = Path(base["out"])
-    runs = []
-    for entry, (name, protocol, settings) in zip(suite.protocols, prepared):
-        clip = {k: getattr(entry, k) for k in ("clips", "frames", "fps", "resize", "crop")}
-        inputs = make_inputs(protocol, **{**base, **clip, "dataset": entry.dataset, "splits": entry.splits,
-                                          "root": _root_for(entry.dataset, roots, data_root), "out": str(out / name)})
-        runs.append((entry, name, protocol, settings, inputs))
+    runs = suite_runs(suite, base, roots, data_root)
     results, table = {}, []
     for i, (entry, name, protocol, settings, inputs) in enumerate(runs):
         print(f"[{i + 1}/{len(runs)}] {entry.protocol} on {entry.dataset}", flush=True)

@@ -163,15 +163,18 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 class NpyStore:
-    """``<key>.npy`` + ``<key>.times.npy`` per video under ``root``, with a manifest."""
+    """``<key>.npy`` + ``<key>.times.npy`` per video under ``root``, with a manifest.
+
+    An existing manifest is checked when the store is opened; a new one is written with the first video,
+    so that opening a store (and refusing the output for another reason) writes nothing."""
 
     def __init__(self, root: Path, signature: dict, meta: dict):
         self.root = root
+        self._manifest = {**signature, **meta}
         manifest = root / MANIFEST
-        if manifest.is_file():
+        self._written = manifest.is_file()
+        if self._written:
             check_signature(json.loads(manifest.read_text()), signature, root)
-        else:
-            write_json(manifest, {**signature, **meta})
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npy"
@@ -180,6 +183,9 @@ class NpyStore:
         return self.path(key).is_file()
 
     def write(self, key: str, features: np.ndarray, times: np.ndarray) -> None:
+        if not self._written:
+            write_json(self.root / MANIFEST, self._manifest)
+            self._written = True
         _save_npy(self.root / f"{key}{TIMES_SUFFIX}.npy", times)
         _save_npy(self.path(key), features)
 

@@ -159,8 +159,13 @@ def extract(encoder, videos: list[VideoItem], out: str | Path, *, fmt: str = "h5
     wanted = signature(encoder, protocol, stride)
     meta = {"encoder": json.dumps(encoder.provenance, default=str), "clip_len": protocol.frames,
             "fps": protocol.fps, "stride_frames": int(stride)}
-    parts = NpyStore(out if fmt == "npy" else out.with_name(out.name + ".parts"), wanted, meta)
-    sources = H5Sources(out, wanted) if fmt == "h5" else None
+    sources = H5Sources(out, wanted) if fmt == "h5" else None  # finished files are checked first
+    try:
+        parts = NpyStore(out if fmt == "npy" else out.with_name(out.name + ".parts"), wanted, meta)
+    except UserError:
+        if sources is not None:
+            sources.close()
+        raise
     bad = BadFiles()
     try:
         done = [v for v in mine if parts.has(v.key) or (sources is not None and sources.find(v.key) is not None)]

@@ -52,5 +52,11 @@ def build_method(recipe) -> tuple:
     return cls.from_recipe(recipe), dataset
 
 
+def check_training_data(recipe) -> None:
+    """Build ``recipe``'s training set once and drop it: a missing root, split or CSV is a one-line
+    :class:`~ssl_video.errors.UserError` now (before a job waits in a queue), not when the job starts."""
+    method_class(recipe.method).train_dataset(recipe)
+
+
 def list_methods() -> list[str]:
     return sorted(set(_CLASSES) | set(_MODULES) | set(known_methods()))

@@ -12,7 +12,7 @@ owns devices, optimizers, files and the loop.
 - :meth:`parameter_groups`: ``{"name", "params", "lr_scale", "weight_decay"}`` dicts (``None`` = the
   recipe's weight decay); build them with :meth:`group`, which keeps only trainable parameters.
 - :meth:`freeze`: a frozen part is not trained and keeps its BatchNorm statistics (eval mode whenever the
-  method is put in training mode).
+  method is put in training mode), unless asked to let them follow the method's mode.
 - :meth:`validation_dataset` / :meth:`validation_terms` / :meth:`validation_summary`: an optional
   validation split, evaluated by the trainer at every epoch end (:mod:`ssl_video.engine.validation`).
 - :meth:`set_step`: the trainer hands the global optimizer step in before every step; a method that
@@ -103,11 +103,15 @@ class Method(nn.Module):
         params = [p for module in modules if module is not None for p in module.parameters() if p.requires_grad]
         return {"name": name, "params": params, "lr_scale": float(lr_scale), "weight_decay": weight_decay}
 
-    def freeze(self, module: nn.Module) -> nn.Module:
-        """Stop training ``module``: no gradients, and its BatchNorm statistics stay as they are."""
+    def freeze(self, module: nn.Module, batchnorm: str = "frozen") -> nn.Module:
+        """Stop training ``module``: no gradients; its BatchNorm statistics stay as they are
+        (``batchnorm="frozen"``: eval mode), or keep following the method's mode (``"train"``)."""
+        if batchnorm not in ("frozen", "train"):
+            raise ValueError(f"batchnorm must be 'frozen' or 'train', got {batchnorm!r}")
         module.requires_grad_(False)
-        self._frozen.append(module)
-        module.eval()
+        if batchnorm == "frozen":
+            self._frozen.append(module)
+            module.eval()
         return module
 
     def train(self, mode: bool = True):

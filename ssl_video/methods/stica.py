@@ -6,7 +6,7 @@ One training step, for a batch of ``B`` clips each with two augmented views of t
 1. each view goes through the video encoder ONCE (``forward_features``: ``B x C x T' x H' x W'``);
 2. the whole map of each view is pooled (:class:`~ssl_video.models.pooling.CropPooling`) and projected
    (:class:`~ssl_video.models.heads.ProjectionHead`); the audio (``B x 1 x F x T``) is encoded once,
-   averaged and projected;
+   averaged and projected (``audio_per_view``: once per view, as the official step);
 3. cross-modal term: ``loss_av = 0.5 * (nce(view 1, audio) + nce(view 2, audio))``, each symmetric
    (:func:`~ssl_video.losses.cross_modal_nce`, temperature 0.1), clips without audio removed from the
    queries and from the negatives;
@@ -146,9 +146,9 @@ class STiCA(Method):
             has_audio = batch.get("has_audio")
             valid = (torch.ones(video.shape[0], dtype=torch.bool, device=video.device) if has_audio is None
                      else has_audio.to(device=video.device, dtype=torch.bool).reshape(-1))
-            audio_emb = self.embed_audio(batch["audio"])
-            loss_av = 0.5 * sum(cross_modal_nce(self.embed_map(m), audio_emb, cfg.cross_temperature, valid,
-                                                detach_key=cfg.detach_keys)
+            shared = None if cfg.audio_per_view else self.embed_audio(batch["audio"])
+            loss_av = 0.5 * sum(cross_modal_nce(self.embed_map(m), self.embed_audio(batch["audio"]) if shared is None
+                                                else shared, cfg.cross_temperature, valid, detach_key=cfg.detach_keys)
                                 for m in maps)
             out["audio_fraction"] = valid.float().mean()
 

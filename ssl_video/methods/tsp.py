@@ -15,7 +15,9 @@ One training step, for a batch of clips sampled from labelled segments
 
 ``region_weight = 0`` is the TAC baseline (action head only; no region head, no GVF needed).
 Parameter groups: ``backbone`` (lr x ``backbone_lr_scale``) and ``heads`` (lr x 1); with ``freeze_stem`` the
-encoder's stem is neither trained nor updates its BatchNorm statistics.
+encoder's stem is not trained, and its BatchNorm statistics stay frozen (``stem_bn="frozen"``) or keep updating
+as in the official code (``"train"``: stem lr 0, model in training mode). ``head_init="official"`` draws the
+heads' weights from N(0, 0.01) with zero bias (official ``models/model.py``), ``"default"`` keeps PyTorch's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class TSP(Method):
     ENCODERS = {"video": "video_encoder"}
 
     def __init__(self, encoder: nn.Module, num_classes: int, action_weight: float = 1.0, region_weight: float = 1.0,
-                 use_gvf: bool = True, backbone_lr_scale: float = 1.0, freeze_stem: bool = False):
+                 use_gvf: bool = True, backbone_lr_scale: float = 1.0, freeze_stem: bool = False,
+                 stem_bn: str = "frozen", head_init: str = "default"):
         super().__init__()
         dim = encoder.spec.feature_dim
         self.video_encoder = encoder
@@ -53,11 +56,18 @@ class TSP(Method):
         self.backbone_lr_scale = backbone_lr_scale
         self.action_head = nn.Linear(dim, num_classes) if action_weight > 0 else None
         self.region_head = nn.Linear(2 * dim if self.use_gvf else dim, 2) if region_weight > 0 else None
+        if head_init not in ("default", "official"):
+            raise ValueError(f"head_init must be 'default' or 'official', got {head_init!r}")
+        if head_init == "official":
+            for head in (self.action_head, self.region_head):
+                if head is not None:
+                    nn.init.normal_(head.weight, 0.0, 0.01)
+                    nn.init.zeros_(head.bias)
         if freeze_stem:
             stem = getattr(encoder, "stem", None)
             if not isinstance(stem, nn.Module):
                 raise UserError(f"tsp.freeze_stem: encoder {encoder.encoder_name} has no stem")
-            self.freeze(stem)
+            self.freeze(stem, batchnorm=stem_bn)
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -85,7 +95,7 @@ class TSP(Method):
                 raise ConfigError("tsp.gvf", f"holds {dim}-d features but the encoder gives "
                                   f"{encoder.spec.feature_dim}-d ones")
         return cls(encoder, num_classes, cfg.action_weight, cfg.region_weight, cfg.uses_gvf, cfg.backbone_lr_scale,
-                   cfg.freeze_stem)
+                   cfg.freeze_stem, cfg.stem_bn, cfg.head_init)
 
     @classmethod
     def train_dataset(cls, recipe):

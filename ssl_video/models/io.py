@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ssl_video.errors import UserError, one_line
-from ssl_video.files import write_atomic, write_json
+from ssl_video.files import check_output_dir, write_atomic, write_json, write_text
 
 __all__ = [
     "CONFIG_FILE",
@@ -43,10 +43,13 @@ __all__ = [
     "load_encoder",
     "read_encoder_config",
     "check_state_dict",
+    "MODEL_CARD",
+    "model_card",
 ]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MODEL_CARD = "README.md"
 FORMAT_NAME = "ssl_video.encoder"
 FORMAT_VERSION = 1
 # architectures whose parameter names/shapes equal torchvision's: arch -> (torchvision builder, classifier keys)
@@ -77,6 +80,8 @@ def _encoder_config(model, provenance, results, extra, fmt: str, weights: str) -
 
     if model.spec is None or model.encoder_name is None:
         raise UserError("only encoders built with ssl_video.create_encoder can be exported")
+    spec = model.spec.to_dict()
+    spec["source"] = _trained_source(provenance or {}, extra or {}, spec.get("source") or "")
     config = {
         "format": FORMAT_NAME if fmt == "native" else "torchvision",
         "format_version": FORMAT_VERSION,
@@ -84,13 +89,98 @@ def _encoder_config(model, provenance, results, extra, fmt: str, weights: str) -
         "args": dict(model.encoder_args or {}),
         "weights": weights,
         "params": sum(p.numel() for p in model.parameters()),
-        "spec": model.spec.to_dict(),
+        "spec": spec,
         "provenance": {**(provenance or {}), "exported_with": __version__},
         "results": results or {},
     }
     config.update(extra or {})
     return config
 
+
+
+def _trained_source(provenance: dict, extra: dict, defaults: str) -> str:
+    """What the exported weights are: the training run (method, recipe, step) or the imported file; the
+    zoo's own ``source`` (where the default input contract comes from) follows."""
+    config = extra.get("training_config") or {}
+    if provenance.get("init") == "imported":
+        what = f"imported from {Path(str(provenance.get('source', '?'))).name} ({provenance.get('format')} format"
+        what += f", sha256 {str(provenance['sha256'])[:12]})" if provenance.get("sha256") else ")"
+    elif config or provenance.get("step") is not None:
+        method = config.get("method")
+        name = config.get("name") or provenance.get("recipe") or "?"
+        dataset = (config.get("data") or {}).get("dataset")
+        what = f"{method + ' ' if method else ''}training, recipe {name}" + (f" on {dataset}" if dataset else "")
+        what += f", step {provenance.get('step')}"
+    else:
+        return defaults
+    return f"{what}. Zoo defaults of the architecture: {defaults}" if defaults else what
+
+
+def model_card(config: dict[str, Any]) -> str:
+    """``README.md`` beside the weights: YAML front matter (``library_name``, ``tags``, ... as model hubs read
+    it), then architecture, input contract, training recipe and data, steps and any evaluation numbers."""
+    import yaml
+
+    spec, provenance = config.get("spec") or {}, config.get("provenance") or {}
+    training = config.get("training_config") or {}
+    method = training.get("method")
+    dataset = (training.get("data") or {}).get("dataset")
+    tags = ["ssl_video", spec.get("modality", "video"), config["architecture"]]
+    tags += [t for t in (method, "self-supervised" if method in ("stica",) else None) if t]
+    front = {"library_name": "ssl_video", "pipeline_tag": "feature-extraction", "tags": tags}
+    if dataset and dataset not in ("synthetic", "folder"):
+        front["datasets"] = [dataset]
+    if config.get("results"):
+        front["model-index"] = [{"name": config["architecture"], "results": [
+            {"task": {"type": name}, "metrics": _card_metrics(report)} for name, report in config["results"].items()]}]
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
+             f"# {config['architecture']} ({config.get('role', spec.get('modality', ''))} encoder)", "",
+             spec.get("source", ""), "",
+             "## Architecture", "",
+             f"- `{config['architecture']}` with arguments `{json.dumps(config.get('args') or {})}`",
+             f"- {config.get('params', 0):,} parameters; features: {spec.get('feature_dim')}-d, map "
+             f"{' x '.join(str(d) for d in spec.get('feature_map') or [])}", "",
+             "## Input contract", "", "| field | value |", "|---|---|"]
+    for key in ("frames", "fps", "resize_size", "crop_size", "mean", "std", "features", "sample_rate", "seconds",
+                "n_mels", "n_fft", "win_seconds", "hop_seconds", "time_frames"):
+        if spec.get(key) is not None:
+            lines.append(f"| {key} | {spec[key]} |")
+    lines += ["", "## Training", ""]
+    if training:
+        lines += [f"- method: `{method}`, recipe `{training.get('name')}`"
+                  + (f" (`{provenance['recipe']}`)" if provenance.get("recipe") else ""),
+                  f"- data: `{dataset}`" + (f", split {training['data'].get('split')}" if dataset else ""),
+                  f"- steps: {provenance.get('step')}"
+                  + (f" (batch {training['data'].get('batch_size')} per process)" if training.get("data") else ""),
+                  f"- optimizer: {json.dumps({k: (training.get('optim') or {}).get(k) for k in ('name', 'lr', 'schedule')})}",
+                  f"- code: ssl_video {provenance.get('version')} (git {provenance.get('git_revision')})"]
+    elif provenance.get("init") == "imported":
+        lines.append(f"- imported from `{Path(str(provenance.get('source'))).name}` ({provenance.get('format')}, "
+                     f"sha256 `{provenance.get('sha256')}`)")
+    else:
+        lines.append("- no training record")
+    lines += ["", "## Evaluation", ""]
+    if config.get("results"):
+        lines += ["| report | metrics |", "|---|---|"]
+        lines += [f"| {name} | {', '.join(f'{k} {v:.4g}' for k, v in _card_metrics_plain(report).items())} |"
+                  for name, report in config["results"].items()]
+    else:
+        lines.append("No evaluation results were recorded with these weights.")
+    lines += ["", "## Use", "", "```python", "import ssl_video", "",
+              "encoder = ssl_video.load_encoder(\".\")  # this directory",
+              "clips = ssl_video.read_clips(\"video.mp4\", encoder)  # decoded per the input contract",
+              "features = encoder(clips)", "```", ""]
+    return "\n".join(lines)
+
+
+def _card_metrics_plain(report: Any) -> dict[str, float]:
+    mean = report.get("mean") if isinstance(report, dict) else None
+    source = mean if isinstance(mean, dict) else (report if isinstance(report, dict) else {})
+    return {k: float(v) for k, v in source.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _card_metrics(report: Any) -> list[dict[str, Any]]:
+    return [{"type": k, "value": v} for k, v in _card_metrics_plain(report).items()]
 
 
 def _plain_state_dict(model) -> dict[str, torch.Tensor]:
@@ -102,7 +192,7 @@ def save_encoder(model, out: str | Path, provenance: dict[str, Any] | None = Non
     """Write ``model`` (built by ``create_encoder``) as ``out/config.json`` + ``out/model.safetensors``."""
     from safetensors.torch import save_file
 
-    out = Path(out)
+    out = check_output_dir(out, "encoder directory")
     out.mkdir(parents=True, exist_ok=True)
     config = _encoder_config(model, provenance, results, extra, "native", WEIGHTS_FILE)
     metadata = {"format": FORMAT_NAME, "architecture": model.encoder_name,
@@ -110,6 +200,7 @@ def save_encoder(model, out: str | Path, provenance: dict[str, Any] | None = Non
     state = _plain_state_dict(model)
     write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     write_json(out / CONFIG_FILE, config)
+    write_text(out / MODEL_CARD, model_card(config))
     return out
 
 
@@ -125,7 +216,7 @@ def save_torchvision(model, out: str | Path, provenance: dict[str, Any] | None =
         raise UserError(f"torchvision format needs width=1 (torchvision's models have fixed widths), got {width}")
     if (model.encoder_args or {}).get("frame_diff"):
         raise UserError("torchvision format cannot hold frame_diff=True (torchvision's stems take RGB only)")
-    out = Path(out)
+    out = check_output_dir(out, "encoder directory")
     out.mkdir(parents=True, exist_ok=True)
     builder, classifier = TORCHVISION_ARCHS[name]
     weights = f"{name}.pth"
@@ -139,6 +230,7 @@ def save_torchvision(model, out: str | Path, provenance: dict[str, Any] | None =
     state = _plain_state_dict(model)
     write_atomic(out / weights, lambda tmp: torch.save(state, tmp))
     write_json(out / CONFIG_FILE, config)
+    write_text(out / MODEL_CARD, model_card(config))
     return out
 
 
@@ -224,6 +316,10 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild an exported encoder and strict-load its weights; returned in eval mode.
+
+    >>> encoder = load_encoder("encoders/x")            # doctest: +SKIP
+    >>> encoder.spec.input_shape()                      # doctest: +SKIP
+    (3, 16, 112, 112)
 
     Every problem (missing or damaged files, unknown architecture, weights of another architecture) is a
     :class:`~ssl_video.errors.UserError` with one line of explanation.

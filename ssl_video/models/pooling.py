@@ -180,11 +180,17 @@ class NetFV(_ClusterPool):
 
     With ``sigma_k = w_k^2 + 1e-6`` (per cluster and dimension):
     ``f1_k = sum_i a_ik (x_i - c_k) / sigma_k`` and ``f2_k = sum_i a_ik ((x_i - c_k)^2 / sigma_k^2 - 1)``;
-    each part is intra-normalised per cluster, flattened and L2-normalised, then the two are concatenated.
+    the first order is intra-normalised per cluster, flattened and L2-normalised; the second order too with
+    ``second_order="intra"`` (ours), or only flattened and L2-normalised with ``"global"`` (the official LOUPE
+    ``loupe.py`` / WILLOW ``frame_level_models.py`` NetFV); then the two are concatenated.
     """
 
-    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True, eps: float = 1e-6):
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True, eps: float = 1e-6,
+                 second_order: Literal["intra", "global"] = "intra"):
         super().__init__(dim, clusters, batch_norm)
+        if second_order not in ("intra", "global"):
+            raise ValueError(f"second_order must be 'intra' or 'global', got {second_order!r}")
+        self.second_order = second_order
         self.centers = nn.Parameter(torch.randn(clusters, dim) / math.sqrt(dim))
         self.covar = nn.Parameter(1.0 + torch.randn(clusters, dim) / math.sqrt(dim))
         self.eps = eps
@@ -203,7 +209,8 @@ class NetFV(_ClusterPool):
         first = (ax - mass * c) / sigma
         # sum_i a_ik (x_i - c_k)^2 expanded so that no (B, N, K, D) tensor is built
         second = (ax2 - 2.0 * c * ax + mass * c.square()) / sigma.square() - mass
-        return torch.cat([_intra_then_global_l2(first), _intra_then_global_l2(second)], dim=1)
+        second = _intra_then_global_l2(second) if self.second_order == "intra" else F.normalize(second.flatten(1), dim=1)
+        return torch.cat([_intra_then_global_l2(first), second], dim=1)
 
 
 class NetBoW(_ClusterPool):
@@ -229,11 +236,16 @@ class AttentionClusters(nn.Module):
     ``w_k . tanh(W_k x_i + b_k)``), takes the masked softmax over positions and averages the features
     with those weights into ``v_k``. With ``shift`` each unit becomes
     ``(alpha_k v_k + beta_k) / (||alpha_k v_k + beta_k||_2 sqrt(K))`` with learnable scalars
-    ``alpha_k`` (init 1) and ``beta_k`` (init 0).
+    ``alpha_k`` and ``beta_k``: ``shift_init="ours"`` starts them at 1 and 0 (the identity before the
+    normalisation), ``"official"`` draws both from N(0, K^(-1/4)) as the PaddlePaddle reference
+    (``shifting_attention.py``: ``Normal(0.0, sqrt(1 / sqrt(n_att)))``, ``n_att`` the units of the stream).
     """
 
-    def __init__(self, dim: int, clusters: int = 64, shift: bool = True, hidden: int = 0):
+    def __init__(self, dim: int, clusters: int = 64, shift: bool = True, hidden: int = 0,
+                 shift_init: Literal["ours", "official"] = "ours"):
         super().__init__()
+        if shift_init not in ("ours", "official"):
+            raise ValueError(f"shift_init must be 'ours' or 'official', got {shift_init!r}")
         self.dim, self.clusters, self.shift, self.hidden = dim, clusters, shift, hidden
         if hidden > 0:
             self.proj = nn.Linear(dim, clusters * hidden)
@@ -244,6 +256,9 @@ class AttentionClusters(nn.Module):
         if shift:
             self.alpha = nn.Parameter(torch.ones(clusters))
             self.beta = nn.Parameter(torch.zeros(clusters))
+            if shift_init == "official":
+                nn.init.normal_(self.alpha, 0.0, clusters ** -0.25)
+                nn.init.normal_(self.beta, 0.0, clusters ** -0.25)
         self.output_dim = clusters * dim
 
     def scores(self, x: Tensor) -> Tensor:

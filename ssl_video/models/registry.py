@@ -28,6 +28,8 @@ from torch import nn
 
 from ssl_video.errors import UserError
 from ssl_video.recipe.data import audio_frames
+from ssl_video.recipe.encoders import PREFIXES as RECIPE_PREFIXES
+from ssl_video.recipe.encoders import register_encoder_name
 
 __all__ = [
     "EncoderSpec",
@@ -178,6 +180,7 @@ def register_encoder(name: str | None = None, *, modality: str, source: str = ""
             summary=doc[0] if doc else "",
             options=_builder_options(builder),
         )
+        register_encoder_name(key, modality)  # valid in recipes from now on
         return builder
 
     return decorate
@@ -197,15 +200,29 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
-def list_encoders(modality: str | None = None) -> list[str]:
-    """Names of the registered encoders (``timm:<name>`` works too but is not listed)."""
+def list_encoders(pattern: str | None = None, *, modality: str | None = None) -> list[str]:
+    """Names of the registered encoders, optionally those matching a shell-style ``pattern`` and of one
+    ``modality`` (``"video"`` / ``"audio"``). ``timm:<name>`` works too but is not listed.
+
+    >>> list_encoders("r2*")
+    ['r2plus1d_10', 'r2plus1d_18', 'r2plus1d_34']
+    >>> list_encoders(modality="audio")
+    ['audio_resnet18', 'audio_resnet9']
+    """
+    import fnmatch
+
+    if modality is not None and modality not in INPUT_FIELDS:
+        raise UserError(f"modality must be 'video' or 'audio', got {modality!r}")
     _load_builtins()
-    return sorted(name for name, entry in _REGISTRY.items() if modality in (None, entry.modality))
+    return sorted(name for name, entry in _REGISTRY.items()
+                  if modality in (None, entry.modality) and (pattern is None or fnmatch.fnmatchcase(name, pattern)))
 
 
 def register_prefix(prefix: str, factory: Callable[[str, dict[str, Any]], Any]) -> None:
     """Encoders named ``<prefix><anything>`` are built on demand by ``factory(anything, overrides)``."""
     _PREFIXES[prefix] = factory
+    if prefix not in RECIPE_PREFIXES:
+        RECIPE_PREFIXES.append(prefix)
 
 
 def _entry(name: str, overrides: dict[str, Any]) -> EncoderEntry:
@@ -228,7 +245,13 @@ def encoder_options(name: str) -> dict[str, Any]:
 
 
 def create_encoder(name: str, **overrides: Any) -> Encoder:
-    """Build encoder ``name``; ``overrides`` are input-contract fields or architecture options."""
+    """Build encoder ``name`` (random init; see :func:`list_encoders`, or ``timm:<model>``); ``overrides`` are
+    input-contract fields (``frames``, ``crop_size``, ...) or architecture options (``width``, ...).
+
+    >>> encoder = create_encoder("r2plus1d_18", width=0.25, frames=8)
+    >>> encoder.spec.frames, encoder.spec.modality
+    (8, 'video')
+    """
     entry = _entry(name, overrides)
     input_names = INPUT_FIELDS[entry.modality]
     other_names = INPUT_FIELDS["audio" if entry.modality == "video" else "video"]

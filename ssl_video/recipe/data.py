@@ -53,8 +53,14 @@ class VideoAugment(Section):
     blur: float = bounded(0.0, ge=0, le=1)  # probability of a Gaussian blur
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    # colour pipeline: "torchvision" (ours: jitter, grayscale and a random-sigma blur on [0, 1] frames, then
+    # normalise) or "official" (GDT's clip_augmentation: normalise first, then jitter, grayscale with BGR
+    # weights on the RGB channels and a fixed 11 x 11 blur of sigma 0.1 along H and 2.0 along W; no hue)
+    style: Literal["torchvision", "official"] = "torchvision"
 
     def check(self) -> None:
+        if self.style == "official" and self.hue > 0:
+            raise ConfigError("hue", "the official colour pipeline has no hue jitter: set hue: 0 with style: official")
         _check_range_pair(self.scale, "scale", 0.0, 1.0)
         if self.scale[1] <= 0:
             raise ConfigError("scale", f"the largest area fraction must be > 0, got {self.scale[1]:g}")
@@ -126,6 +132,11 @@ class ClipConfig(Section):
     views: int = bounded(1, ge=1)  # augmented views of the same decoded clip (contrastive methods use 2)
     pad: Literal["repeat", "loop"] = "repeat"
     seek_mode: Literal["exact", "approximate"] = "exact"
+    # training sets only, one probe per file when the dataset is built (official STiCA: both set, 1.1 s):
+    # drop videos without an audio stream (ours: kept, silent audio, out of the cross-modal term) and videos
+    # whose video or audio stream lasts min_seconds or less (0: no minimum); unreadable files are dropped too
+    require_audio: bool = False
+    min_seconds: float = bounded(0.0, ge=0)
 
     def check(self) -> None:
         if self.resize_mode == "fixed" and self.resize_hw is None:

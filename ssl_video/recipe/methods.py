@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ssl_video.config import Section, bounded
 from ssl_video.errors import ConfigError
+from ssl_video.recipe.encoders import check_encoder_name
 
 __all__ = ["CROP_GROUPS", "window_cells", "FeatureCropConfig", "PoolingConfig", "StiCAConfig", "TSPConfig",
            "FinetuneConfig"]
@@ -105,10 +106,15 @@ class StiCAConfig(Section):
     crop_weight: float = bounded(0.5, ge=0)
     detach_keys: bool = True  # published: gradients through the query side only; False: through both sides
     feature_crop: bool = True  # False: no crop terms (cross-modal only)
+    # True: the audio network runs once per view, each view against its own audio embedding (official
+    # main_stica.py: two dropout masks, two BatchNorm updates); False: once per clip, shared by both views
+    audio_per_view: bool = False
     crops: FeatureCropConfig = field(default_factory=FeatureCropConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
 
     def check(self) -> None:
+        check_encoder_name(self.video_encoder, "video_encoder", "video")
+        check_encoder_name(self.audio_encoder, "audio_encoder", "audio")
         if self.av_weight == 0 and (self.crop_weight == 0 or not self.feature_crop):
             raise ConfigError("av_weight", "with no cross-modal and no crop term there is nothing to learn")
 
@@ -143,9 +149,14 @@ class TSPConfig(Section):
     region_weight: float = bounded(1.0, ge=0)  # 0: TAC (action head only)
     backbone_lr_scale: float = bounded(0.05, ge=0)  # backbone lr = optim.lr x this (1e-4 with heads at 2e-3)
     freeze_stem: bool = True
+    # with freeze_stem, the stem's BatchNorm statistics: frozen (ours, eval mode) or train (official: lr 0 but
+    # the whole model in training mode, so they keep updating)
+    stem_bn: Literal["frozen", "train"] = "frozen"
+    head_init: Literal["default", "official"] = "default"  # official: weights N(0, 0.01), bias 0; default: PyTorch's
     num_classes: int = bounded(0, ge=0)  # 0: the action labels of train_csv
 
     def check(self) -> None:
+        check_encoder_name(self.encoder, "encoder", "video")
         if self.action_weight == 0 and self.region_weight == 0:
             raise ConfigError("region_weight", "action_weight and region_weight are both 0: nothing to learn")
         if self.valid_csv is not None:
@@ -184,6 +195,7 @@ class FinetuneConfig(Section):
     num_classes: int = bounded(0, ge=0)  # 0: the number of classes of the dataset
 
     def check(self) -> None:
+        check_encoder_name(self.encoder, "encoder", "video")
         if self.encoder is None and self.init is None:
             raise ConfigError("encoder", "is null: name a zoo encoder or give finetune.init")
 

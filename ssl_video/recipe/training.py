@@ -69,6 +69,9 @@ class TrainerConfig(Section):
     stop_at_step: int | None = bounded(None, ge=0)  # stop early at this step (checkpoint written)
     progress: bool = True  # progress bar on the terminal
     tensorboard: bool = True  # event files in RUN/tb
+    # more experiment trackers, through Accelerate's log_with (their packages installed: pip install
+    # "ssl_video[wandb]" / "ssl_video[mlflow]"); they receive the recipe once and every logged metric line
+    trackers: list[Literal["wandb", "mlflow"]] = field(default_factory=list)
     # validation at every epoch end runs when the method has a validation set (e.g. tsp.valid_csv);
     # best_metric names the one of its metrics ("val/...") that keeps checkpoints/best.pt
     best_metric: str | None = None

@@ -125,8 +125,11 @@ def _entry(job_id: str, kind: str, command: list[str], profile_path: str, params
 
 
 def submit_training(recipe, recipe_path: str, overrides: list[str], run_dir: Path, profile_path: str,
-                    nodes: int | None, dry_run: bool) -> int:
-    """``ssl-video pretrain RECIPE --slurm PROFILE``: one training job, one task per GPU (or CPU slot)."""
+                    nodes: int | None, dry_run: bool, start: dict | None = None) -> int:
+    """``ssl-video pretrain RECIPE --slurm PROFILE``: one training job, one task per GPU (or CPU slot).
+
+    ``start``: ``train``'s ``resume``/``extend`` arguments (``--resume``, ``--fresh``, ``--extend``)."""
+    start = dict(start or {})
     from ssl_video.config import read_yaml, to_dict
     from ssl_video.engine.checkpoint import check_resume
     from ssl_video.engine.run_dir import RunDir
@@ -145,12 +148,20 @@ def submit_training(recipe, recipe_path: str, overrides: list[str], run_dir: Pat
     config = to_dict(recipe)
     run = RunDir(run_dir)
     if run.config.is_file():  # refuse an incompatible resume now, not after waiting in the queue
-        check_resume(read_yaml(run.config), config, run_dir, what="config.yaml")
+        from ssl_video.engine.checkpoint import EXTENDABLE_KEYS, RUNTIME_KEYS
+
+        if start.get("resume") == "never":
+            raise UserError(f"--fresh: {run_dir} already holds a run; give another --run-dir (or remove it)")
+        runtime = RUNTIME_KEYS + (EXTENDABLE_KEYS if start.get("extend") else ())
+        check_resume(read_yaml(run.config), config, run_dir, what="config.yaml", runtime=runtime)
     _refuse_if_active(run_dir)
     from ssl_video.slurm.tasks import TrainTask
 
     executor = _executor(folder, params, profile)
-    task = TrainTask(config, str(run_dir), str(Path(recipe_path).absolute()), gpus=profile.gpus_per_node > 0)
+    if start.get("resume") not in (None, "auto", "never"):
+        start["resume"] = str(Path(start["resume"]).absolute())
+    task = TrainTask(config, str(run_dir), str(Path(recipe_path).absolute()), gpus=profile.gpus_per_node > 0,
+                     start=start)
     job = _submit(executor.submit, task)
     command = ["pretrain", str(recipe_path), *overrides, "--run-dir", str(run_dir)]
     record_job(run_dir, _entry(job.job_id, "pretrain", command, profile_path, params, world_size=nodes * tasks))

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import submitit
 
@@ -37,8 +38,9 @@ def prepare_process() -> None:
 class TrainTask(submitit.helpers.Checkpointable):
     """Train a resolved recipe in ``run_dir`` on every task of the job (one task per GPU, or per CPU slot)."""
 
-    def __init__(self, config: dict, run_dir: str, recipe_path: str | None, gpus: bool):
+    def __init__(self, config: dict, run_dir: str, recipe_path: str | None, gpus: bool, start: dict | None = None):
         self.config, self.run_dir, self.recipe_path, self.gpus = config, run_dir, recipe_path, gpus
+        self.start = dict(start or {})  # train()'s resume/extend; a requeued job resumes its own run dir
 
     def __call__(self) -> dict:
         from ssl_video.config import from_dict
@@ -50,7 +52,10 @@ class TrainTask(submitit.helpers.Checkpointable):
         dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=self.gpus,
                                                                      overwrite=True)
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint() + scontrol requeue (rank 0)
-        summary = train(from_dict(Recipe, self.config), self.run_dir, recipe_path=self.recipe_path)
+        start = dict(getattr(self, "start", {}) or {})
+        if start.get("resume") == "never" and (Path(self.run_dir) / "config.yaml").is_file():
+            start["resume"] = "auto"  # --fresh was checked at submission; a requeued job resumes its own run
+        summary = train(from_dict(Recipe, self.config), self.run_dir, recipe_path=self.recipe_path, **start)
         if summary["status"] == "stopped" and summary.get("signal") == "SIGUSR2" and dist.rank == 0:
             if callable(requeue):
                 print(f"[ssl-video] checkpoint at step {summary['step']} written: requeueing", flush=True)

@@ -14,7 +14,20 @@ from ssl_video.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ogv", ".3gp")
 
-__all__ = ["VideoRecord", "DatasetLayout", "read_list_file", "find_videos", "require_dir", "VIDEO_EXTENSIONS"]
+__all__ = ["VideoRecord", "DatasetLayout", "read_list_file", "find_videos", "require_dir", "VIDEO_EXTENSIONS",
+           "RECIPE_NAMES", "CHECK_FLAGS", "EVAL_FLAGS", "location_hint", "official_dirs"]
+
+# how each caller names a dataset's three locations (root, or videos + splits) in its hints
+RECIPE_NAMES = {"root": "data.root=DIR", "videos": "data.videos=DIR", "splits": "data.splits=DIR"}
+CHECK_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--splits DIR"}
+EVAL_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--split-dir DIR"}
+
+
+def location_hint(dataset: str, names: dict[str, str] | None, holding: str, splits: bool = True) -> str:
+    """``"<dataset>: give --root DIR (holding ...) or --videos DIR and --splits DIR"`` in the caller's words."""
+    n = {**RECIPE_NAMES, **(names or {})}
+    alternative = f"{n['videos']} and {n['splits']}" if splits else n["videos"]
+    return f"{dataset}: no location given: give {n['root']} ({holding}) or {alternative}"
 
 
 @dataclass(frozen=True)
@@ -35,10 +48,14 @@ class DatasetLayout:
     splits: dict[str, dict[str, list[VideoRecord]]]
     videos_dir: str
     missing: list[str] = field(default_factory=list)  # listed by a split file, not on disk
+    # one list of every video (the folder format): any split and subset name selects all of it
+    unsplit: bool = False
 
     def records(self, split: str | int | None = None, subset: str | None = None) -> list[VideoRecord]:
         """Records of one split's subset (missing files excluded). ``split=None``: the first split;
         ``subset=None``: all subsets of that split."""
+        if self.unsplit:
+            split, subset = None, None
         key = str(split) if split is not None else next(iter(self.splits))
         if key not in self.splits:
             raise UserError(f"{self.name}: no split '{key}' (available: {', '.join(self.splits)})")
@@ -66,6 +83,15 @@ def read_list_file(path: str | Path) -> list[str]:
     """Non-empty lines of a split file, tolerant of CRLF endings, a BOM and trailing blanks."""
     text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def official_dirs(dataset: str, root: str | None, videos: str | None, splits: str | None,
+                  layout: tuple[str, str], names: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """The videos and split directories: given explicitly, or ``layout``'s two folders under ``root``."""
+    if root is None and (videos is None or splits is None):
+        raise UserError(location_hint(dataset, names, f"holding {layout[0]}/ and {layout[1]}/"))
+    return (require_dir(videos or Path(root) / layout[0], f"{dataset} videos directory"),
+            require_dir(splits or Path(root) / layout[1], f"{dataset} split directory"))
 
 
 def require_dir(path: str | Path, what: str) -> Path:

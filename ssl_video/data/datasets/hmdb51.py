@@ -10,19 +10,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, mark_missing, read_list_file, require_dir
+from ssl_video.data.datasets.base import (
+    DatasetLayout,
+    VideoRecord,
+    mark_missing,
+    official_dirs,
+    read_list_file,
+)
 from ssl_video.errors import UserError
 
 _SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
 _SUBSETS = {"1": "train", "2": "test"}
 
 
-def load(root: str | None = None, videos: str | None = None, splits: str | None = None) -> DatasetLayout:
-    if (videos is None or splits is None) and root is None:
-        raise UserError("hmdb51: give --root DIR (holding hmdb51_org/ and testTrainMulti_7030_splits/) "
-                        "or --videos and --splits")
-    videos_dir = require_dir(videos or Path(root) / "hmdb51_org", "hmdb51 videos directory")
-    splits_dir = require_dir(splits or Path(root) / "testTrainMulti_7030_splits", "hmdb51 split directory")
+def load(root: str | None = None, videos: str | None = None, splits: str | None = None,
+         names: dict[str, str] | None = None) -> DatasetLayout:
+    videos_dir, splits_dir = official_dirs("hmdb51", root, videos, splits,
+                                           ("hmdb51_org", "testTrainMulti_7030_splits"), names)
     files: dict[str, dict[str, Path]] = {}
     for path in sorted(splits_dir.iterdir()):
         match = _SPLIT_FILE.match(path.name)

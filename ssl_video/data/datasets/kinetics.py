@@ -12,7 +12,7 @@ import csv
 import os
 from pathlib import Path
 
-from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, find_videos, require_dir
+from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, find_videos, location_hint, require_dir
 from ssl_video.errors import UserError
 
 _CSV_NAMES = {"train": ("train.csv",), "val": ("validate.csv", "val.csv", "valid.csv"), "test": ("test.csv",)}
@@ -43,9 +43,10 @@ def _segment_name(row: dict) -> str:
     return f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
 
 
-def load(root: str | None = None, videos: str | None = None, splits: str | None = None) -> DatasetLayout:
+def load(root: str | None = None, videos: str | None = None, splits: str | None = None,
+         names: dict[str, str] | None = None) -> DatasetLayout:
     if root is None and (videos is None or splits is None):
-        raise UserError("kinetics: give --root DIR (CSV files and videos) or --videos and --splits")
+        raise UserError(location_hint("kinetics", names, "CSV files and videos"))
     videos_dir = require_dir(videos or root, "kinetics videos directory")
     splits_dir = require_dir(splits or root, "kinetics annotation directory")
     csvs = _find_csvs(splits_dir)

@@ -10,18 +10,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, mark_missing, read_list_file, require_dir
+from ssl_video.data.datasets.base import (
+    DatasetLayout,
+    VideoRecord,
+    mark_missing,
+    official_dirs,
+    read_list_file,
+)
 from ssl_video.errors import UserError
 
 SPLITS = ("1", "2", "3")
 
 
-def resolve_dirs(root: str | None, videos: str | None, splits: str | None) -> tuple[Path, Path]:
-    if videos is None and root is None or splits is None and root is None:
-        raise UserError("ucf101: give --root DIR (holding UCF-101/ and ucfTrainTestlist/) or --videos and --splits")
-    videos_dir = require_dir(videos or Path(root) / "UCF-101", "ucf101 videos directory")
-    splits_dir = require_dir(splits or Path(root) / "ucfTrainTestlist", "ucf101 split directory")
-    return videos_dir, splits_dir
+def resolve_dirs(root: str | None, videos: str | None, splits: str | None, names: dict[str, str] | None = None,
+                 dataset: str = "ucf101") -> tuple[Path, Path]:
+    return official_dirs(dataset, root, videos, splits, ("UCF-101", "ucfTrainTestlist"), names)
 
 
 def read_class_index(splits_dir: Path) -> list[str]:
@@ -69,8 +72,9 @@ def parse_split_file(path: Path, videos_dir: Path, class_to_idx: dict[str, int],
     return records
 
 
-def load(root: str | None = None, videos: str | None = None, splits: str | None = None) -> DatasetLayout:
-    videos_dir, splits_dir = resolve_dirs(root, videos, splits)
+def load(root: str | None = None, videos: str | None = None, splits: str | None = None,
+         names: dict[str, str] | None = None, dataset: str = "ucf101") -> DatasetLayout:
+    videos_dir, splits_dir = resolve_dirs(root, videos, splits, names, dataset)
     classes = read_class_index(splits_dir)
     class_to_idx = {name: i for i, name in enumerate(classes)}
     layout_splits = {}

@@ -1,0 +1,478 @@
+"""The switches that restore the authors' behaviour (docs/FIDELITY.md), each checked against the official rule
+computed by hand in the test (never against our own code). Each test names the mutation it catches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssl_video.data.clip_dataset import ClipDataset
+from ssl_video.data.datasets.base import VideoRecord
+from ssl_video.data.video_writer import write_video
+from ssl_video.errors import UserError
+from ssl_video.recipe import ClipConfig
+
+# ---------------------------------------------------------------------------------------------- STiCA data
+
+
+def _video(path, seconds: float, audio_seconds: float | None, fps: int = 10, sr: int = 16000):
+    frames = np.zeros((int(round(seconds * fps)), 32, 32, 3), np.uint8)
+    audio = None if audio_seconds is None else 0.1 * np.ones(int(audio_seconds * sr), np.float32)
+    return str(write_video(path, frames, fps, audio=audio, sample_rate=sr))
+
+
+@pytest.fixture(scope="module")
+def screened_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screen")
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    # (path, video seconds, audio seconds or None); the official rule keeps a video iff it has an audio
+    # stream and both streams last more than 1.1 s (GDT datasets/GDTPretrainDataset.py valid_video)
+    specs = {"good": (2.0, 2.0), "no_audio": (2.0, None), "short_video": (0.8, 2.0), "short_audio": (2.0, 0.5),
+             "good_long": (3.0, 3.0)}
+    paths = {name: _video(folder / f"{name}.mp4", v, a) for name, (v, a) in specs.items()}
+    paths["empty"] = str(empty)
+    official = {name: a is not None and v > 1.1 and a > 1.1 for name, (v, a) in specs.items()} | {"empty": False}
+    return paths, official
+
+
+def test_official_video_filter_drops_what_valid_video_drops(screened_videos):
+    # catches: the filter not applied, `>=` instead of `>`, the audio stream's duration ignored, videos without
+    # audio kept, an unreadable file crashing the build instead of being dropped, the counts not reported
+    paths, official = screened_videos
+    records = [VideoRecord(path=p, label=0, video_id="v") for p in paths.values()]
+    lines: list[str] = []
+    cfg = ClipConfig(frames=4, fps=10, require_audio=True, min_seconds=1.1)
+    dataset = ClipDataset(records, cfg, train=True, log=lines.append)
+    assert sorted(r.path for r in dataset.records) == sorted(paths[n] for n, keep in official.items() if keep)
+    assert dataset.dropped == {"no audio": 1, "short": 2, "unreadable": 1}
+    assert len(lines) == 1 and "kept 2 of 6" in lines[0] and "1 no audio" in lines[0]
+
+
+def test_video_filter_off_by_default_and_in_evaluation(screened_videos):
+    # catches: probing (and dropping) without the switch, or dropping test videos of an evaluation set
+    paths, _ = screened_videos
+    records = [VideoRecord(path=p, label=0, video_id="v") for p in paths.values()]
+    lines: list[str] = []
+    assert len(ClipDataset(records, ClipConfig(frames=4, fps=10), train=True, log=lines.append)) == 6
+    on = ClipConfig(frames=4, fps=10, require_audio=True, min_seconds=1.1)
+    assert len(ClipDataset(records, on, train=False, log=lines.append)) == 6
+    assert lines == []
+
+
+def test_video_filter_min_seconds_alone_keeps_silent_videos(screened_videos):
+    # catches: min_seconds implying require_audio (a video without audio has no audio stream to be short)
+    paths, _ = screened_videos
+    records = [VideoRecord(path=paths[n], label=0, video_id="v") for n in ("good", "no_audio", "short_video")]
+    dataset = ClipDataset(records, ClipConfig(frames=4, fps=10, min_seconds=1.1), train=True, log=lambda m: None)
+    assert [r.path for r in dataset.records] == [paths["good"], paths["no_audio"]]
+
+
+def test_video_filter_leaving_nothing_is_a_user_error(screened_videos):
+    # catches: an empty training set reaching the trainer (a crash far from the cause)
+    paths, _ = screened_videos
+    cfg = ClipConfig(frames=4, fps=10, require_audio=True, min_seconds=1.1)
+    with pytest.raises(UserError, match="passes the filter"):
+        ClipDataset([VideoRecord(path=paths["no_audio"], label=0, video_id="v")], cfg, train=True, log=lambda m: None)
+
+
+# ---------------------------------------------------------------------------------------------- TSP
+
+
+def _tiny_tsp(**kwargs):
+    import torch
+
+    from ssl_video.methods.tsp import TSP
+    from ssl_video.models.registry import create_encoder
+    from tests.factories import TINY_VIDEO
+
+    torch.manual_seed(0)
+    return TSP(create_encoder("r2plus1d_18", **TINY_VIDEO), 3, **kwargs)
+
+
+def _tsp_batch(dim: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    label = torch.tensor([0, -1, 1, -1])
+    return {"video": torch.randn(4, 3, 4, 32, 32, generator=g), "label": label, "region": (label >= 0).long(),
+            "gvf": torch.randn(4, dim, generator=g)}
+
+
+def test_tsp_stem_batchnorm_statistics_update_as_the_official_run():
+    # official (TSP train/train.py): stem lr 0, model.train(): each stem BN's running mean becomes
+    # (1 - momentum) * old + momentum * mean of its input over (N, T, H, W), by hand below.
+    # catches: stem_bn=train still putting the stem in eval mode, or the stem's weights trainable
+    import torch
+
+    method = _tiny_tsp(freeze_stem=True, stem_bn="train").train()
+    norms = [m for m in method.video_encoder.stem.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert norms
+    seen, before = {}, [m.running_mean.clone() for m in norms]
+    hooks = [m.register_forward_hook(lambda mod, args, out, i=i: seen.__setitem__(i, args[0].detach()))
+             for i, m in enumerate(norms)]
+    weights = {k: v.clone() for k, v in method.video_encoder.stem.named_parameters()}
+    method(_tsp_batch(method.video_encoder.spec.feature_dim))["loss"].backward()
+    for h in hooks:
+        h.remove()
+    for i, m in enumerate(norms):
+        want = (1 - m.momentum) * before[i] + m.momentum * seen[i].mean(dim=(0, 2, 3, 4))
+        torch.testing.assert_close(m.running_mean, want)
+    assert all(p.grad is None and torch.equal(p, weights[k]) for k, p in method.video_encoder.stem.named_parameters())
+    frozen = _tiny_tsp(freeze_stem=True).train()  # ours: statistics kept
+    assert not frozen.video_encoder.stem.training
+
+
+def test_tsp_official_head_init_is_normal_001_with_zero_bias():
+    # official (TSP models/model.py _build_fc): nn.init.normal_(weight, 0, 0.01), bias 0, for both heads.
+    # catches: std 0.1 (variance/std confusion), the bias left at PyTorch's default, one head forgotten
+    import torch
+
+    method = _tiny_tsp(head_init="official")
+    weights = torch.cat([method.action_head.weight.flatten(), method.region_head.weight.flatten()])
+    assert abs(weights.std().item() - 0.01) < 0.002 and abs(weights.mean().item()) < 0.002
+    assert not method.action_head.bias.any() and not method.region_head.bias.any()
+    default = _tiny_tsp()  # PyTorch's uniform(+-1/sqrt(fan_in)): a non-zero bias
+    assert default.action_head.bias.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- learnable pooling
+
+
+def _bn_train(z):
+    """BatchNorm in training mode by hand (fresh affine: gamma 1, beta 0): batch mean, biased variance."""
+    return (z - z.mean(0)) / (z.var(0, unbiased=False) + 1e-5).sqrt()
+
+
+def test_context_gating_with_batch_norm_is_sigmoid_bn_xw_times_x():
+    # official (LOUPE loupe.py context_gating, add_batch_norm=True): gates = sigmoid(BN(X W)), no bias.
+    # catches: the bias kept next to BN, BN skipped, the gate applied to XW instead of X
+    import torch
+
+    from ssl_video.models.heads import ContextGating
+
+    torch.manual_seed(0)
+    gate = ContextGating(6, batch_norm=True).train()
+    x = torch.randn(5, 6)
+    assert gate.fc.bias is None
+    torch.testing.assert_close(gate(x), torch.sigmoid(_bn_train(x @ gate.fc.weight.T)) * x)
+
+
+def _moe_by_hand(h, moe, classes: int, experts: int):
+    import torch
+
+    g = torch.softmax((h @ moe.gates.weight.T).view(len(h), classes, experts + 1), dim=-1)  # gates: no bias
+    e = torch.sigmoid((h @ moe.experts_fc.weight.T + moe.experts_fc.bias).view(len(h), classes, experts))
+    return (g[..., :experts] * e).sum(-1)
+
+
+def test_official_classifier_block_by_hand():
+    # official (WILLOW frame_level_models.py NetVLADModelLF with netvlad_relu=False, gating=True, add_batch_norm;
+    # video_level_models.py MoeModel with moe_prob_gating): h = vW + b (no BN, no ReLU); h = h * sigmoid(BN(h Wg));
+    # p = MoE(h) with gates without bias; p = p * sigmoid(BN(p Wp)).
+    # catches: hidden BN kept, the gating bias kept, a bias on the MoE gates, the output gate without BN or
+    # gating logits instead of probabilities
+    import torch
+
+    from ssl_video.models.heads import _Classifier
+
+    torch.manual_seed(0)
+    block = _Classifier(12, 4, 8, gating=True, classifier="moe", experts=2, dropout=0.0, relu=False,
+                        hidden_bn=False, gating_bn=True, output_gating="official", moe_gate_bias=False).train()
+    v = torch.randn(6, 12)
+    h = v @ block.fc.weight.T + block.fc.bias
+    h = h * torch.sigmoid(_bn_train(h @ block.gate.fc.weight.T))
+    p = _moe_by_hand(h, block.classifier, 4, 2)
+    p = p * torch.sigmoid(_bn_train(p @ block.output_gate.fc.weight.T))
+    torch.testing.assert_close(torch.sigmoid(block(v)), p, atol=1e-6, rtol=1e-5)
+    linear = _Classifier(12, 4, 8, gating=True, classifier="linear", experts=2, dropout=0.0, relu=False,
+                         output_gating="official")
+    assert linear.output_gate is None  # the official code gates only MoE probabilities
+
+
+def test_moe_l2_penalty_is_slim_l2_regularizer_on_weights():
+    # official: slim.l2_regularizer(moe_l2) on the gate and expert weights = moe_l2 * sum(w^2) / 2, biases free.
+    # catches: the expert bias penalised, a missing factor 1/2, one of the two weight matrices left out
+    import torch
+
+    from ssl_video.models.heads import MixtureOfExperts
+
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(5, 3, 2, gate_bias=False)
+    by_hand = sum(float((w.detach() ** 2).sum()) for w in (moe.gates.weight, moe.experts_fc.weight)) / 2
+    assert moe.gates.bias is None and abs(float(moe.l2_penalty()) - by_hand) < 1e-6
+
+
+def test_netfv_global_second_order_by_hand():
+    # official (LOUPE loupe.py NetFV): fv2_k = sum_i a_ik ((x_i - c_k)^2 / sigma_k^2 - 1) flattened, then L2
+    # over all K*D values only; fv1 = sum_i a_ik (x_i - c_k) / sigma_k, L2 per cluster then globally.
+    # catches: intra-normalisation still applied to the second order (ours), or dropped from the first
+    import torch
+
+    from ssl_video.models.pooling import NetFV
+
+    torch.manual_seed(0)
+    head = NetFV(4, clusters=3, second_order="global").eval()  # eval: BN with fresh statistics = z / sqrt(1 + eps)
+    x = torch.randn(2, 5, 4)
+    a = torch.softmax((x @ head.assign.proj.weight.T) / (1 + 1e-5) ** 0.5, dim=-1)
+    sigma = head.covar ** 2 + 1e-6
+    out = []
+    for b in range(2):
+        diff = x[b][:, None, :] - head.centers[None]  # (N, K, D)
+        fv1 = (a[b][..., None] * diff).sum(0) / sigma
+        fv2 = (a[b][..., None] * (diff ** 2 / sigma ** 2 - 1)).sum(0)
+        fv1 = torch.nn.functional.normalize(torch.nn.functional.normalize(fv1, dim=1).flatten(), dim=0)
+        out.append(torch.cat([fv1, fv2.flatten() / fv2.norm()]))
+    torch.testing.assert_close(head(x), torch.stack(out), atol=1e-5, rtol=1e-4)
+
+
+def test_input_batch_norm_normalises_valid_clips_before_pooling():
+    # official: slim.batch_norm over the frame features before pooling (every sampled frame is real there).
+    # catches: no input BN, or padding entering its statistics
+    import torch
+
+    from ssl_video.models.heads import PooledClassifier
+    from ssl_video.models.pooling import AvgPool
+
+    torch.manual_seed(0)
+    model = PooledClassifier(AvgPool(3), 2, hidden=4, input_bn=True, input_dim=3).train()
+    x, mask = torch.randn(2, 4, 3), torch.tensor([[True, True, True, False], [True, True, False, False]])
+    seen = {}
+    model.pool.register_forward_pre_hook(lambda mod, args: seen.__setitem__("x", args[0]))
+    model(x, mask)
+    torch.testing.assert_close(seen["x"][mask], _bn_train(x[mask]))
+
+
+def test_paper_preset_sets_the_published_run_and_explicit_keys_win():
+    # published (WILLOW README, gated NetVLAD / NetFV runs; train.py defaults): batch 80, lr 2e-4, K 256 (NetFV 128),
+    # hidden 1024, moe_l2 1e-6, 300 frames, lr decay 0.8 per 4M examples, clip 1.0, netvlad_relu=False.
+    # catches: a preset value drifting from the README, a preset overriding what the user gave, the preset
+    # resolved only on one path (suite settings or the CLI overrides)
+    from ssl_video.evaluation.protocols import get_protocol, load_settings, settings_from_args
+
+    protocol = get_protocol("pooling")
+    published = {"batch_size": 80, "lr": 2e-4, "clusters": 256, "hidden": 1024, "moe_l2": 1e-6, "max_clips": 300,
+                 "lr_decay": 0.8, "lr_decay_examples": 4_000_000, "clip_grad": 1.0, "hidden_bn": False,
+                 "gating": True, "gating_bn": True, "output_gating": "official", "moe_gate_bias": False,
+                 "input_bn": True, "netfv_second_order": "global", "clip_sampling": "with_replacement"}
+    for settings in (load_settings(protocol, {"preset": "paper"}), settings_from_args(protocol, {}, ["preset=paper"])):
+        assert {k: getattr(settings, k) for k in published} == published
+        assert settings.head_kwargs["netfv"]["clusters"] == 128
+    mine = load_settings(protocol, {"preset": "paper", "lr": 1e-3, "head_kwargs": {"netfv": {"batch_norm": True}}})
+    assert mine.lr == 1e-3 and mine.head_kwargs["netfv"] == {"clusters": 128, "batch_norm": True}
+    assert load_settings(protocol, {}).clusters == 64  # ours stays the default
+
+
+def test_paper_preset_two_stream_netfv_uses_128_and_64_clusters():
+    # official NetFVModelLF: NetFV(1024, cluster_size) for rgb and NetFV(128, cluster_size / 2) for audio.
+    # catches: the per-head cluster count dropped on the two-stream path
+    from ssl_video.evaluation.pooling import build_classifier
+    from ssl_video.evaluation.protocols import get_protocol, load_settings
+
+    settings = load_settings(get_protocol("pooling"), {"preset": "paper", "hidden": 8})
+    model = build_classifier("netfv", 6, 5, settings, multilabel=True, audio_dim=4)
+    assert model.video_pool.clusters == 128 and model.audio_pool.clusters == 64
+    assert model.video_pool.second_order == "global" and model.video_norm is not None
+
+
+def test_sampling_with_replacement_is_floor_of_uniform_times_length():
+    # official (WILLOW model_utils.py SampleRandomFrames): index = int(U[0, 1) * num_frames), num_samples of them,
+    # unordered, with replacement, also for videos shorter than num_samples.
+    # catches: sorted indices, sampling without replacement, short videos kept at their own length
+    from ssl_video.evaluation.pooling import clip_indices
+
+    got = clip_indices(7, 300, np.random.default_rng(3), replacement=True)
+    assert np.array_equal(got, np.floor(np.random.default_rng(3).random(300) * 7).astype(np.int64))
+    assert len(got) == 300 and got.max() == 6
+
+
+def test_gradient_clipping_is_per_tensor():
+    # official (TF-slim create_train_op clip_gradient_norm=1.0): clip_by_norm on each variable's gradient.
+    # catches: one global norm (which would also shrink the small gradient)
+    import torch
+
+    from ssl_video.evaluation.pooling import clip_each_gradient
+
+    big, small = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])
+    clip_each_gradient([big, small], 1.0)
+    torch.testing.assert_close(big.grad, torch.tensor([0.6, 0.8]))
+    torch.testing.assert_close(small.grad, torch.tensor([0.3, 0.4]))
+
+
+def test_staircase_lr_decay_counts_examples(monkeypatch):
+    # official (WILLOW train.py): lr = base * decay ** floor(global_step * batch_size / decay_examples).
+    # catches: decay per step instead of per example count, continuous instead of staircase, decay never applied
+    import torch
+
+    from ssl_video.evaluation.pooling import build_classifier, train_classifier
+    from ssl_video.evaluation.settings import PoolingSettings
+
+    lrs = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (lrs.append(self.param_groups[0]["lr"]),
+                                                                        step(self, *a, **k))[1])
+    settings = PoolingSettings(epochs=2, batch_size=2, lr=0.1, lr_decay=0.5, lr_decay_examples=3, hidden=4,
+                               device="cpu")
+    x = [np.random.default_rng(i).standard_normal((3, 4)).astype(np.float32) for i in range(6)]
+    model = build_classifier("avg", 4, 2, settings, multilabel=False)
+    train_classifier(model, x, np.array([0, 1] * 3), settings, multilabel=False)
+    seen = [2 * t for t in range(6)]  # examples before each of the 6 steps
+    assert lrs == pytest.approx([0.1 * 0.5 ** (n // 3) for n in seen])
+
+
+def test_summed_binary_cross_entropy():
+    # official (WILLOW losses.py CrossEntropyLoss, alpha 0.5): -sum_c [y log p + (1 - y) log(1 - p)], mean over videos.
+    # catches: the mean over classes kept (a C-times weaker loss against the L2 penalty)
+    import torch
+
+    from ssl_video.evaluation.pooling import classification_loss
+
+    logits, y = torch.tensor([[0.3, -1.2, 2.0], [1.0, 0.0, -0.5]]), torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    p = torch.sigmoid(logits)
+    want = -(y * p.log() + (1 - y) * (1 - p).log()).sum(1).mean()
+    torch.testing.assert_close(classification_loss(logits, y, True, "sum"), want)
+
+
+# ---------------------------------------------------------------------------------------------- Attention Clusters
+
+
+def test_attention_clusters_official_shift_init_std_is_k_to_minus_quarter():
+    # reference (PaddlePaddle attention_cluster shifting_attention.py): shift_w and shift_b ~ Normal(0,
+    # sqrt(1 / sqrt(n_att))), n_att = the stream's attention units. catches: std 1/sqrt(K), only alpha drawn
+    import torch
+
+    from ssl_video.models.pooling import AttentionClusters
+
+    torch.manual_seed(0)
+    head = AttentionClusters(8, clusters=1024, shift_init="official")
+    want = (1.0 / 1024 ** 0.5) ** 0.5  # 0.177
+    for p in (head.alpha, head.beta):
+        assert abs(p.std().item() - want) < 0.1 * want and abs(p.mean().item()) < 0.03
+    ours = AttentionClusters(8, clusters=4)
+    assert torch.equal(ours.alpha, torch.ones(4)) and torch.equal(ours.beta, torch.zeros(4))
+
+
+def test_attention_clusters_reference_head_by_hand():
+    # reference (attention_cluster.py build_model): dropout 0.5 -> fc 1024 tanh -> fc 4096 tanh -> logistic.
+    # catches: ReLU instead of tanh, other widths, the dropout rate, our FC/BN/gating left in front
+    import torch
+
+    from ssl_video.models.heads import _Classifier
+
+    torch.manual_seed(0)
+    block = _Classifier(10, 3, 8, gating=True, classifier="tanh_mlp", experts=2, dropout=0.0, relu=False).eval()
+    drop, fc1, _, fc2, _, fc3 = block.mlp.net
+    assert drop.p == 0.5 and (fc1.out_features, fc2.out_features) == (1024, 4096)
+    z = torch.randn(2, 10)
+    want = torch.tanh(torch.tanh(z @ fc1.weight.T + fc1.bias) @ fc2.weight.T + fc2.bias) @ fc3.weight.T + fc3.bias
+    torch.testing.assert_close(block(z), want)
+    assert not hasattr(block, "fc")
+
+
+# ---------------------------------------------------------------------------------------------- STiCA step
+
+
+def test_audio_network_runs_once_per_view_with_two_batchnorm_updates():
+    # official (GDT main_stica.py): `for i in range(len(video)): model(video_input, audio, ...)`: the audio net
+    # runs for each view on the same audio, so each BN's running mean moves twice toward the batch mean mu:
+    # r = (1 - m)^2 r0 + (1 - (1 - m)^2) mu (by hand below). catches: the switch ignored (one pass, one update)
+    import torch
+
+    from ssl_video.methods.stica import STiCA
+    from tests.test_stica import tiny_batch, tiny_config
+
+    for per_view, passes in ((True, 2), (False, 1)):
+        torch.manual_seed(0)
+        method = STiCA(tiny_config(feature_crop=False, audio_per_view=per_view)).train()
+        norm = next(m for m in method.audio_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        inputs, calls = [], []
+        norm.register_forward_hook(lambda mod, args, out, seen=inputs: seen.append(args[0].detach()))
+        method.audio_encoder.register_forward_hook(lambda *a, seen=calls: seen.append(1))
+        r0, m = norm.running_mean.clone(), norm.momentum
+        method(tiny_batch())["loss"].backward()
+        assert len(calls) == passes
+        mu = inputs[0].mean(dim=(0, 2, 3))
+        torch.testing.assert_close(inputs[-1].mean(dim=(0, 2, 3)), mu)  # the same audio both times
+        keep = (1 - m) ** passes
+        torch.testing.assert_close(norm.running_mean, keep * r0 + (1 - keep) * mu)
+
+
+# ---------------------------------------------------------------------------------------------- GDT colour pipeline
+
+
+def _gdt_gray(x: np.ndarray) -> np.ndarray:
+    g = 0.299 * x[:, 2] + 0.587 * x[:, 1] + 0.114 * x[:, 0]  # GDT: channels taken as BGR
+    return np.repeat(g[:, None], 3, axis=1)
+
+
+def test_official_grayscale_uses_bgr_weights_on_our_channels():
+    # mutation: RGB weights (0.299 on channel 0), or the gray value not copied to every channel
+    import torch
+
+    from ssl_video.data.transforms import official_gray
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(official_gray(torch.from_numpy(x)).numpy(), _gdt_gray(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["brightness", "contrast", "saturation"])
+def test_official_jitter_blends_like_gdt(kind):
+    # mutations: contrast against the clip mean (GDT: each frame's mean gray value), brightness blended with
+    # black in [0, 1] space instead of scaling normalised values, saturation against RGB-weighted gray
+    import torch
+
+    from ssl_video.data.transforms import official_jitter
+
+    x = np.random.default_rng(1).normal(size=(3, 3, 4, 5)).astype(np.float32)
+    alpha = 1.3
+    other = {"brightness": np.zeros_like(x),
+             "contrast": np.broadcast_to(_gdt_gray(x).mean(axis=(1, 2, 3), keepdims=True), x.shape),
+             "saturation": _gdt_gray(x)}[kind]
+    expected = x * alpha + other * (1 - alpha)
+    np.testing.assert_allclose(official_jitter(torch.from_numpy(x), kind, alpha).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_official_blur_is_the_fixed_anisotropic_kornia_kernel():
+    # mutations: a random sigma, the sigmas swapped (blur along H), zero padding instead of reflection
+    import torch
+
+    from ssl_video.data.transforms import official_blur
+
+    x = np.random.default_rng(2).normal(size=(2, 3, 16, 20)).astype(np.float64)
+    taps = np.arange(11) - 5
+    ky, kx = (np.exp(-taps ** 2 / (2 * s ** 2)) for s in (0.1, 2.0))
+    ky, kx = ky / ky.sum(), kx / kx.sum()
+    padded = np.pad(x, ((0, 0), (0, 0), (5, 5), (5, 5)), mode="reflect")
+    expected = np.zeros_like(x)
+    for i in range(11):
+        for j in range(11):
+            expected += ky[i] * kx[j] * padded[:, :, i:i + 16, j:j + 20]
+    out = official_blur(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+    assert np.abs(out - x).max() > 0.1  # a real blur along W (sigma 0.1 along H leaves rows nearly alone)
+
+
+def test_the_official_style_normalises_before_colour():
+    # mutation: the official style jittering [0, 1] frames and normalising afterwards (ours)
+    import random
+
+    import torch
+
+    from ssl_video.data.transforms import normalize, official_jitter, video_transform
+    from ssl_video.recipe import VideoAugment
+
+    video = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    cfg = VideoAugment(crop=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, color_jitter=1.0, brightness=0.4,
+                       contrast=0.0, saturation=0.0, style="official")
+    out = video_transform(video, cfg, True, random.Random(5))
+    base = normalize(video, cfg.mean, cfg.std)
+    alpha = float((out * base).sum() / (base * base).sum())  # brightness only: out must be base x alpha
+    assert 0.6 <= alpha <= 1.4
+    torch.testing.assert_close(out, base * alpha, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.permute(1, 0, 2, 3), official_jitter(base.permute(1, 0, 2, 3), "brightness", alpha),
+                               rtol=1e-5, atol=1e-5)
+    torchvision_style = video_transform(video, VideoAugment(**{**cfg.__dict__, "style": "torchvision"}), True,
+                                        random.Random(5))
+    assert not torch.allclose(torchvision_style, out, atol=1e-3)  # ours clamps to [0, 1] before normalising
