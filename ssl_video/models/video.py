@@ -181,6 +181,17 @@ def r2plus1d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e
 
 
 @register_encoder(
+    modality="video", frames=16, fps=16.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
+    source="R(2+1)D-10 (Tran et al. 2018, 'A Closer Look at Spatiotemporal Convolutions'): one block per stage",
+)
+def r2plus1d_10(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
+    """R(2+1)D-10: (2+1)D basic blocks 1-1-1-1, 512-d; half the depth of R(2+1)D-18 (CPU-sized runs)."""
+    return VideoResNet((1, 1, 1, 1), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
+                       bn_momentum=bn_momentum, layer_strides=layer_strides)
+
+
+@register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="TSP (Alwassel et al. 2021), official code HumamAlwassel/TSP: 16 frames at 15 fps, "
            "resize 128x171, crop 112",
