@@ -314,7 +314,7 @@ def test_export_files_are_readable_and_described(exported):
     card = (exported / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
-    assert meta["library_name"] == "ssl_video" and "r2plus1d_10" in meta["tags"] and "stica" in meta["tags"]
+    assert meta["library_name"] == "ssl_video" and "r2plus1d_18" in meta["tags"] and "stica" in meta["tags"]
     assert "| frames | 4 |" in body and "- steps: 2" in body
     import ssl_video
 

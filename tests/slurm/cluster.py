@@ -182,9 +182,19 @@ class Cluster:
     def run(self, *args: str, check: bool = True) -> str:
         return _run(list(args), env=self.env, check=check).stdout
 
-    def release(self, job_id: str) -> None:
-        """Start a requeued job now (Slurm holds it for about 2 minutes: BeginTime)."""
-        self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    def release(self, job_id: str, timeout: float = 60.0) -> None:
+        """Start a requeued job now (Slurm holds it for about 2 minutes: BeginTime).
+
+        The controller sets that begin time while it finishes the requeue, which can be after the job already
+        shows as pending: a StartTime=now given before it is overwritten, and the job then waits minutes. So
+        the update is repeated until the controller no longer holds the job for its begin time."""
+        deadline = time.time() + timeout
+        while True:
+            self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            time.sleep(1.0)
+            show = self.run("scontrol", "show", "job", "--oneliner", job_id, check=False)
+            if "JobState=PENDING" not in show or "Reason=BeginTime" not in show or time.time() > deadline:
+                return
 
     # ------------------------------------------------------------------------------------------ stop
 
