@@ -310,7 +310,8 @@ def test_a_command_task_runs_the_entry_point_it_was_given(monkeypatch, tmp_path)
         seen.append((argv, IN_JOB_ENV in os.environ, Path.cwd()))
         return 0
 
-    monkeypatch.delenv(IN_JOB_ENV, raising=False)
+    monkeypatch.setenv(IN_JOB_ENV, "")  # recorded first, so what the task sets is undone after the test
+    monkeypatch.delenv(IN_JOB_ENV)  # (it used to leak: every later --slurm command then ran in-process)
     monkeypatch.chdir(ROOT)
     task = CommandTask(entry, ["extract", "--out", "x.h5"], str(tmp_path))
     assert task("1/2") == 0 and task() == 0
