@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ssl_video.errors import UserError
+from ssl_video.errors import UserError, one_line
 from ssl_video.files import write_atomic
 from ssl_video.recipe import METHOD_SECTIONS
 
@@ -136,8 +136,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+        raise UserError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise UserError(f"{path} is not a training checkpoint of ssl_video (no 'model'/'step')")
     return state

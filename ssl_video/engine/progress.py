@@ -65,6 +65,14 @@ def tensorboard_tag(key: str) -> str:
     return f"train/{key}"
 
 
+def flat_config(config: dict) -> dict:
+    """The recipe as ``{"dotted.key": scalar}`` (lists and None as JSON text): what trackers take as
+    hyper-parameters."""
+    from ssl_video.engine.checkpoint import flatten
+
+    return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in flatten(config).items()}
+
+
 class TrainingLog:
     """metrics.jsonl, train.log, TensorBoard, other trackers and the progress of one run (inactive on processes
     other than rank 0).
@@ -96,14 +104,12 @@ class TrainingLog:
 
     def _hparams(self, config: dict, step: int) -> None:
         from ssl_video.config import dump_yaml
-        from ssl_video.engine.checkpoint import flatten
 
         text = dump_yaml(config)
         self._to_file(f"recipe:\n{text}")
         if self.writer is not None:
             self.writer.add_text("recipe", "```yaml\n" + text + "```", step)
-            flat = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in flatten(config).items()}
-            self.writer.add_hparams(flat, {}, run_name=".")
+            self.writer.add_hparams(flat_config(config), {}, run_name=".")
 
     def _to_file(self, text: str) -> None:
         if self.file is not None:

@@ -51,7 +51,7 @@ from ssl_video.engine.checkpoint import (
     remove_stale_tmp,
     save_checkpoint,
 )
-from ssl_video.engine.progress import MetricWindow, TrainingLog, scalar_terms
+from ssl_video.engine.progress import MetricWindow, TrainingLog, flat_config, scalar_terms
 from ssl_video.engine.run_dir import RunDir, environment, git_revision, write_env
 from ssl_video.engine.schedule import lr_factor, schedule_from_config
 from ssl_video.engine.validation import BestEpoch, validate, validation_loader
@@ -406,10 +406,7 @@ def _setup(recipe, run: RunDir, recipe_path, accelerator, stop: _StopFlag, resum
     if main:
         _prepare_run_dir(run, config, world, device)
     if cfg.trackers:
-        from ssl_video.engine.checkpoint import flatten
-
-        accelerator.init_trackers(recipe.name, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                       for k, v in flatten(config).items()})
+        accelerator.init_trackers(recipe.name, config=flat_config(config))
     log = TrainingLog(run, main=main, start_step=start_step, total_steps=total_steps, name=recipe.name,
                       tensorboard=cfg.tensorboard, progress=cfg.progress, hparams=config,
                       trackers=accelerator.trackers if cfg.trackers else ())
@@ -481,21 +478,24 @@ def _loop(r: _Run) -> tuple[str, int]:
 
         # every process learns whether any loss or gradient went bad, or any process was asked to stop
         # (the stop flag is the signal number: SIGTERM, 15, wins over SIGUSR2, 12, when both arrive)
-        grad_norm = _gradient_norm(params) if r.scaler is None else None  # fp16: the scaler skips bad steps
-        bad_grad = torch.zeros((), device=device) if grad_norm is None else (~torch.isfinite(grad_norm)).float()
+        clip = r.recipe.optim.clip_grad_norm
+        if clip is not None:  # clipping measures the global norm anyway: one pass over the gradients
+            grad_norm = accelerator.clip_grad_norm_(params, clip)
+        else:
+            grad_norm = _gradient_norm(params) if r.scaler is None else None
+        checked = grad_norm if r.scaler is None else None  # fp16: the scaler skips bad steps itself
+        bad_grad = torch.zeros((), device=device) if checked is None else (~torch.isfinite(checked)).float()
         flags = torch.stack([(~torch.isfinite(loss_sum)).float(), bad_grad,
                              torch.tensor(float(r.stop.signum or 0), device=device)])
         if world > 1:
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
         bad_loss, bad_gradient, signum_value = flags.tolist()
         if bad_loss or bad_gradient:
-            _raise_non_finite(r, step, epoch, bool(bad_loss), loss_sum, grad_norm, out)
+            _raise_non_finite(r, step, epoch, bool(bad_loss), loss_sum, checked, out)
 
         factor = lr_factor(step, **r.schedule)
         for group in r.optimizer.param_groups:
             group["lr"] = r.base_lr * group["lr_scale"] * factor
-        if r.recipe.optim.clip_grad_norm is not None:
-            grad_norm = accelerator.clip_grad_norm_(params, r.recipe.optim.clip_grad_norm)
         if grad_norm is not None:
             window.add("grad_norm", grad_norm)
         r.optimizer.step()

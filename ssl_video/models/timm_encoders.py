@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssl_video.errors import UserError
+from ssl_video.errors import UserError, one_line
 from ssl_video.models.registry import TIMM_PREFIX, Encoder, EncoderEntry, register_prefix
 
 __all__ = ["TimmEncoder", "timm_entry", "build_timm_encoder"]
@@ -56,8 +56,8 @@ def build_timm_encoder(model_name: str, modality: str = "video", **timm_kwargs: 
         net = timm.create_model(model_name, pretrained=False, features_only=True, out_indices=(-1,),
                                 in_chans=3 if modality == "video" else 1, **timm_kwargs)
     except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"timm model '{model_name}' cannot be built as a feature extractor: {first}") from None
+        raise UserError(f"timm model '{model_name}' cannot be built as a feature extractor: "
+                        f"{one_line(exc)}") from None
     return TimmEncoder(net, modality)
 
 
