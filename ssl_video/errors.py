@@ -27,11 +27,19 @@ class ConfigError(UserError):
 
 
 class CheckpointWriteError(UserError):
-    """A checkpoint could not be written (full disk, I/O error); the previous one is intact."""
+    """A checkpoint could not be written (full disk, I/O error); the previous one is intact.
+
+    Raised on every process of a job at the same step (the failure is all-reduced)."""
+
+    every_process = True
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training produced a non-finite loss or gradient; the message is one line."""
+    """Training produced a non-finite loss or gradient; the message is one line.
+
+    Raised on every process of a job at the same step (the flags are all-reduced)."""
+
+    every_process = True
 
 
 EXIT_OK = 0

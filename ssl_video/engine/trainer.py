@@ -33,6 +33,7 @@ import contextlib
 import random
 import signal
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def _checksum(method) -> float:
 def _teardown(accelerator, clean: bool) -> None:
     import torch.distributed as dist
 
+    accelerator.free_memory()  # its references to the prepared model and optimizer, then a collection
     if dist.is_available() and dist.is_initialized():
         if clean:
             with contextlib.suppress(Exception):
@@ -310,7 +312,17 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
             run.log.close()
         clean = True
         return summary
+    except BaseException as exc:
+        # an error every process raised at the same step (a non-finite loss, a failed checkpoint): every
+        # process reaches the barrier, and the model is let go of here rather than by the collector at
+        # interpreter exit, where the distributed model's process group would go down with it (gloo then
+        # aborted the process now and then, after the one-line error)
+        if getattr(exc, "every_process", False):
+            clean = True
+            traceback.clear_frames(exc.__traceback__)
+        raise
     finally:
+        run = None
         stop.restore()
         torch.use_deterministic_algorithms(previous_determinism)
         if accelerator is not None:
