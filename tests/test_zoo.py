@@ -190,6 +190,37 @@ def test_frame_differences_are_forward_differences_with_a_zero_last_step():
     for t in range(4):
         assert torch.allclose(out[:, 3:, t], x[:, :, t + 1] - x[:, :, t])
     assert torch.count_nonzero(out[:, 3:, 4]) == 0
+    # a gain scales the differences only (mutation: the gain ignored, or applied to the frames too)
+    scaled = frame_differences(x, 2.5)
+    assert torch.equal(scaled[:, :3], x) and torch.allclose(scaled[:, 3:], 2.5 * out[:, 3:])
+
+
+def test_frame_diff_gain_reaches_the_stem_and_bad_values_are_refused():
+    # mutation: the gain accepted but not used by forward_features
+    gained = ssl_video.create_encoder("r2plus1d_18", frame_diff=3.0, **tiny("r2plus1d_18")).eval()
+    seen = []
+    gained.stem[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    x = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        gained.forward_features(x)
+    assert torch.equal(seen[0][:, :3], x)
+    assert torch.allclose(seen[0][:, 3:, :-1], 3.0 * (x[:, :, 1:] - x[:, :, :-1]))
+    assert not ssl_video.create_encoder("r2plus1d_18", frame_diff=0, **tiny("r2plus1d_18")).frame_diff
+    for bad in (-1.0, "yes"):
+        with pytest.raises(UserError, match="frame_diff"):
+            ssl_video.create_encoder("r2plus1d_18", frame_diff=bad, **tiny("r2plus1d_18"))
+
+
+@pytest.mark.parametrize("name", ["r2plus1d_18", "r2plus1d_10", "r3d_18"])
+def test_layer_strides_keep_a_larger_last_map(name):
+    # mutation: layer_strides accepted but not passed on (the default strides leave a 1 x 2 x 2 map here)
+    x = torch.randn(1, 3, 8, 32, 32)
+    default = ssl_video.create_encoder(name, **tiny(name)).eval()
+    wide = ssl_video.create_encoder(name, layer_strides=[1, 2, 2, 1], **tiny(name)).eval()
+    with torch.no_grad():
+        assert default.forward_features(x).shape[2:] == (1, 2, 2)
+        assert wide.forward_features(x).shape[2:] == (2, 4, 4)
+    assert wide.encoder_args["layer_strides"] == [1, 2, 2, 1]
 
 
 @pytest.mark.parametrize("name", ["r2plus1d_18", "r3d_18", "mc3_18"])

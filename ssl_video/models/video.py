@@ -80,11 +80,13 @@ class VideoBasicBlock(nn.Module):
         return self.relu(self.conv2(self.conv1(x)) + shortcut)
 
 
-def frame_differences(x: torch.Tensor) -> torch.Tensor:
+def frame_differences(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """``B x 3 x T x H x W`` -> ``B x 6 x T x H x W``: the frames and their forward differences
-    ``x[t + 1] - x[t]`` (zero at the last step), which expose motion against a static background."""
+    ``gain * (x[t + 1] - x[t])`` (zero at the last step), which expose motion against a static background."""
     diff = torch.zeros_like(x)
-    diff[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    torch.sub(x[:, :, 1:], x[:, :, :-1], out=diff[:, :, :-1])
+    if gain != 1.0:
+        diff.mul_(gain)
     return torch.cat([x, diff], dim=1)
 
 
@@ -111,6 +113,9 @@ class VideoResNet(Encoder):
 
     ``frame_diff``: the stem also sees the forward frame differences (6 input channels; the input
     contract stays RGB). Not in torchvision's models; useful when motion is small against a static scene.
+    A number instead of ``true`` is a gain on the differences: a small moving object's differences are
+    about ten times smaller than the frames' spread of colours, so at initialisation the stem's features
+    follow colour; a gain of a few lets motion through (see ``recipes/stica_tiny_synthetic.yaml``).
     ``bn_eps`` / ``bn_momentum``: every BatchNorm's settings (torchvision: 1e-5 / 0.1; the IG65M R(2+1)D-34
     that TSP starts from: 1e-3 / 0.9, HumamAlwassel/TSP ``models/backbone.py``). ``separable_mid``: hidden
     width of a block's second (2+1)D conv, ``"block"`` (torchvision) or ``"conv"`` (IG65M / TSP R(2+1)D-34,
@@ -118,7 +123,7 @@ class VideoResNet(Encoder):
     """
 
     def __init__(self, blocks: tuple[int, int, int, int], conv_kinds: tuple[str, str, str, str], stem: str,
-                 width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  separable_mid: str = "block", layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)):
         super().__init__()
         width = check_width(width)
@@ -131,7 +136,13 @@ class VideoResNet(Encoder):
         for key, value in (("bn_eps", bn_eps), ("bn_momentum", bn_momentum)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 raise UserError(f"{key} must be a number in (0, 1], got {value!r}")
-        self.frame_diff = bool(frame_diff)
+        if isinstance(frame_diff, bool) or frame_diff is None:
+            gain = 1.0 if frame_diff else 0.0
+        elif isinstance(frame_diff, (int, float)) and frame_diff >= 0:
+            gain = float(frame_diff)
+        else:
+            raise UserError(f"frame_diff must be true, false or a gain >= 0, got {frame_diff!r}")
+        self.frame_diff, self.frame_diff_gain = gain > 0, gain
         channels = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
         self.stem = video_stem(stem, channels[0], width, in_channels=6 if self.frame_diff else 3)
         in_channels = channels[0]
@@ -149,7 +160,7 @@ class VideoResNet(Encoder):
                 module.eps, module.momentum = float(bn_eps), float(bn_momentum)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(frame_differences(x) if self.frame_diff else x)
+        x = self.stem(frame_differences(x, self.frame_diff_gain) if self.frame_diff else x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
@@ -169,7 +180,7 @@ _RESNET_VIDEO_INPUT = dict(fps=15.0, crop_size=112, resize_size=(128, 171), mean
     modality="video", frames=30, fps=30.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
     source="STiCA (Patrick, Asano et al. 2021), official code facebookresearch/GDT: 30 frames at 30 fps, 112x112",
 )
-def r2plus1d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+def r2plus1d_18(width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                 separable_mid: str = "block", layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
     """R(2+1)D-18: (2+1)D basic blocks 2-2-2-2, 512-d (the STiCA video encoder).
 
@@ -184,7 +195,7 @@ def r2plus1d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e
     modality="video", frames=16, fps=16.0, crop_size=112, resize_size=(128, 171), mean=STICA_MEAN, std=STICA_STD,
     source="R(2+1)D-10 (Tran et al. 2018, 'A Closer Look at Spatiotemporal Convolutions'): one block per stage",
 )
-def r2plus1d_10(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+def r2plus1d_10(width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                 layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
     """R(2+1)D-10: (2+1)D basic blocks 1-1-1-1, 512-d; half the depth of R(2+1)D-18 (CPU-sized runs)."""
     return VideoResNet((1, 1, 1, 1), ("2+1d",) * 4, stem="2+1d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
@@ -196,7 +207,7 @@ def r2plus1d_10(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e
     source="TSP (Alwassel et al. 2021), official code HumamAlwassel/TSP: 16 frames at 15 fps, "
            "resize 128x171, crop 112",
 )
-def r2plus1d_34(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+def r2plus1d_34(width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                 separable_mid: str = "block") -> VideoResNet:
     """R(2+1)D-34: (2+1)D basic blocks 3-4-6-3, 512-d (the TSP encoder; its published weights need
     bn_eps=0.001, bn_momentum=0.9, separable_mid='conv', which `ssl-video import tsp` records)."""
@@ -208,18 +219,18 @@ def r2plus1d_34(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112); also a TSP backbone",
 )
-def r3d_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5,
-           bn_momentum: float = 0.1) -> VideoResNet:
-    """R3D-18: 3x3x3 basic blocks 2-2-2-2, 512-d."""
+def r3d_18(width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+           layer_strides: tuple[int, int, int, int] = (1, 2, 2, 2)) -> VideoResNet:
+    """R3D-18: 3x3x3 basic blocks 2-2-2-2, 512-d (``layer_strides`` as for :func:`r2plus1d_18`)."""
     return VideoResNet((2, 2, 2, 2), ("3d",) * 4, stem="3d", width=width, frame_diff=frame_diff, bn_eps=bn_eps,
-                       bn_momentum=bn_momentum)
+                       bn_momentum=bn_momentum, layer_strides=layer_strides)
 
 
 @register_encoder(
     modality="video", frames=16, **_RESNET_VIDEO_INPUT,
     source="torchvision.models.video preset (16 frames at 15 fps, resize 128x171, crop 112)",
 )
-def mc3_18(width: float = 1.0, frame_diff: bool = False, bn_eps: float = 1e-5,
+def mc3_18(width: float = 1.0, frame_diff: bool | float = False, bn_eps: float = 1e-5,
            bn_momentum: float = 0.1) -> VideoResNet:
     """MC3-18: 3x3x3 convs in layer1, 1x3x3 (no temporal) in layers 2-4, 512-d."""
     return VideoResNet((2, 2, 2, 2), ("3d", "2d", "2d", "2d"), stem="3d", width=width, frame_diff=frame_diff,
