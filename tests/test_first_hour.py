@@ -348,7 +348,11 @@ def test_extend_resume_from_and_fresh(trained, synth, tmp_path, capsys):
     from ssl_video.engine.schedule import lr_factor
 
     lrs = {json.loads(line)["step"]: json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()}
-    assert lrs[3] == pytest.approx(5e-4 * lr_factor(2, 4, "cosine", 50, 0.1))
+    import yaml
+
+    optim = yaml.safe_load((run / "config.yaml").read_text())["optim"]
+    assert lrs[3] == pytest.approx(optim["lr"] * lr_factor(2, 4, optim["schedule"], optim["warmup"],
+                                                           optim["warmup_start_factor"]))
 
     new = tmp_path / "y"
     code, out, err = run_cli([*common, "--run-dir", new, "--resume", run], capsys)
