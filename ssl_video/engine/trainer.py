@@ -71,7 +71,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 TRACKERS: dict[str, Any] = {"wandb": "wandb", "mlflow": "mlflow"}
 
 
-def _trackers(names: list[str], run_dir: Path) -> list:
+def _trackers(names: list[str]) -> list:
     """Accelerate's ``log_with`` for ``trainer.trackers``; a tracker whose package is missing is one line."""
     import importlib.util
 
@@ -97,7 +97,7 @@ def _make_accelerator(cfg, run_dir: Path):
         raise UserError("this GPU has no bf16 support: use trainer.mixed_precision=fp16 (or no)")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
     # cpu=True is what makes several CPU processes one gloo job (otherwise they train independently)
-    trackers = _trackers(cfg.trackers, run_dir)
+    trackers = _trackers(cfg.trackers)
     return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp], log_with=trackers or None,
                        project_dir=str(run_dir) if trackers else None)
 
@@ -322,7 +322,7 @@ def train(recipe, run_dir: str | Path, recipe_path: str | Path | None = None, *,
             traceback.clear_frames(exc.__traceback__)
         raise
     finally:
-        run = None
+        run = None  # the run (and its model) unreachable before the teardown collects
         stop.restore()
         torch.use_deterministic_algorithms(previous_determinism)
         if accelerator is not None:

@@ -142,7 +142,7 @@ class VideoResNet(Encoder):
             gain = float(frame_diff)
         else:
             raise UserError(f"frame_diff must be true, false or a gain >= 0, got {frame_diff!r}")
-        self.frame_diff, self.frame_diff_gain = gain > 0, gain
+        self.frame_diff_gain = gain
         channels = [scaled_channels(c, width) for c in (64, 128, 256, 512)]
         self.stem = video_stem(stem, channels[0], width, in_channels=6 if self.frame_diff else 3)
         in_channels = channels[0]
@@ -158,6 +158,10 @@ class VideoResNet(Encoder):
         for module in self.modules():
             if isinstance(module, nn.BatchNorm3d):
                 module.eps, module.momentum = float(bn_eps), float(bn_momentum)
+
+    @property
+    def frame_diff(self) -> bool:
+        return self.frame_diff_gain > 0
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(frame_differences(x, self.frame_diff_gain) if self.frame_diff else x)
