@@ -45,7 +45,7 @@ def test_exact_mode_checks_each_frame_of_the_index_answer():
     # catches the check always passing, or ignoring frames that end before the requested time
     from ssl_video.data.media import _frame_exact
 
-    times = [torch.tensor([0.00, 0.05, 0.10], dtype=torch.float64)]
+    times = [[0.00, 0.05, 0.10]]
     frames = torch.zeros(3, 3, 2, 2, dtype=torch.uint8)
     good = (frames, torch.tensor([0.0, 0.04, 0.08]), torch.tensor([0.04, 0.04, 0.04]))
     late = (frames, torch.tensor([0.0, 0.06, 0.08]), torch.tensor([0.04, 0.04, 0.04]))

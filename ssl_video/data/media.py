@@ -187,13 +187,17 @@ def _audio_decoder(path: str, sample_rate: int | None):
 
 
 def clip_times(start: float, num_frames: int, fps: float, begin: float, end: float, last_frame: float,
-               pad: Literal["repeat", "loop"] = "repeat") -> torch.Tensor:
-    """Presentation times to fetch: ``begin + start + i / fps``, kept inside ``[begin, last_frame]``."""
-    times = begin + torch.tensor([start + i / fps for i in range(num_frames)], dtype=torch.float64) + _EPS
+               pad: Literal["repeat", "loop"] = "repeat") -> list[float]:
+    """Presentation times to fetch: ``begin + start + i / fps``, kept inside ``[begin, last_frame]``.
+
+    Plain floats (float64): a clip has a few dozen times, where tensor operations cost more than the maths.
+    """
+    times = [begin + (start + i / fps) + _EPS for i in range(num_frames)]
     span = end - begin
     if pad == "loop" and span > 0:
-        times = begin + torch.remainder(times - begin, span)
-    return times.clamp(min=begin, max=max(begin, last_frame))
+        times = [begin + (t - begin) % span for t in times]
+    top = max(begin, last_frame)
+    return [min(max(t, begin), top) for t in times]
 
 
 def read_clip(path: str | os.PathLike, start: float | Callable[[float], float], num_frames: int, fps: float,
@@ -254,8 +258,9 @@ def read_clips(
             audio, has_audio = torch.zeros(0), False
         else:
             audio, has_audio = _read_window(audio_decoder, path, begin + audio_start, seconds, audio_rate)
+        frame_times = torch.tensor(times, dtype=torch.float64) - _EPS
         clips.append(Clip(video=frames[k * num_frames:(k + 1) * num_frames], audio=audio, has_audio=has_audio,
-                          start=float(s), frame_times=times - _EPS, audio_start=audio_start,
+                          start=float(s), frame_times=frame_times, audio_start=audio_start,
                           duration=duration))
     return clips
 
@@ -286,35 +291,34 @@ def _decode_clips(path: str, seek_mode: str, starts, num_frames: int, fps: float
     # the last frame's presentation time: the stream's end minus one source frame
     last_frame = max(begin, end - (1.0 / src_fps if src_fps else 0.0))
     all_times = [clip_times(float(s), num_frames, fps, begin, end, last_frame, pad) for s in starts]
-    decoded = _decode_frames(decoder, path, torch.cat(all_times)) if all_times else None
+    decoded = _decode_frames(decoder, path, [t for times in all_times for t in times]) if all_times else None
     return (begin, duration, list(starts)), all_times, decoded
 
 
-def _frame_exact(decoded, all_times: list[torch.Tensor]) -> bool:
+def _frame_exact(decoded, all_times: list[list[float]]) -> bool:
     """Whether each decoded frame is on screen at its requested time (``pts <= t < pts + duration``)."""
     if decoded is None:
         return True
     _, pts, length = decoded
     if pts is None:
         return False
-    times = torch.cat(all_times)
-    pts, length = pts.to(torch.float64), length.to(torch.float64)
-    return bool(((pts <= times + 1e-9) & ((times < pts + length) | (length <= 0))).all())
+    times = [t for clip in all_times for t in clip]
+    return all(p <= t + 1e-9 and (t < p + d or d <= 0) for t, p, d in zip(times, pts.tolist(), length.tolist()))
 
 
-def _decode_frames(decoder, path: str, times: torch.Tensor):
+def _decode_frames(decoder, path: str, times: list[float]):
     """Frames on screen at ``times`` (T x C x H x W uint8), their pts and durations (s; None when repaired).
 
     A truncated file's index can promise frames its data cannot deliver: then each time that fails
     repeats the nearest earlier frame that decoded (or the first good one); no good frame is an error.
     """
     try:
-        batch = decoder.get_frames_played_at(seconds=times.tolist())
+        batch = decoder.get_frames_played_at(seconds=times)
         return batch.data, batch.pts_seconds, batch.duration_seconds
     except Exception as exc:
         first_error = exc
     frames: list[torch.Tensor | None] = []
-    for t in times.tolist():
+    for t in times:
         try:
             frames.append(decoder.get_frame_played_at(t).data)
         except Exception:
