@@ -129,3 +129,67 @@ def test_zoo_explain_rejects_other_encoders(tmp_path, capsys):
     save_encoder(ssl_video.create_encoder("r3d_18", **TINY), tmp_path / "enc")
     assert main(["zoo", "explain", str(tmp_path / "enc"), "--out", str(tmp_path / "x.png")]) == 2
     assert "no CoST layers" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- official CoST-ResNet
+
+
+def _pattern(encoder) -> tuple[tuple[int, ...], ...]:
+    """1 where a block's 3x3 conv is a CoST layer, per stage (read from the built model)."""
+    def has_cost(block):
+        return int(isinstance(getattr(block, "conv2" if hasattr(block, "conv3") else "conv1"), CoSTConv))
+    return tuple(tuple(has_cost(block) for block in getattr(encoder, f"layer{i}")) for i in range(1, 5))
+
+
+def test_block_patterns_are_the_official_inflate_tables():
+    # hikvision-research/cost configs/_base_/models/i3d_r50_8f.py (used by configs/cost/cost{a,b}_r50_*.py):
+    # inflate=((0, 1, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (1, 0, 1)); costb_r101_8f.py: layer3 alternates
+    # 1, 0, ... over 23 blocks starting and ending with 1, layer4 (0, 1, 0); MMAction2's I3D-R50 (block_pattern
+    # "i3d"): ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)). Tables copied from the configs by hand.
+    # catches: the R50 default back to the I3D pattern, the R101 layer4 given R50's (1, 0, 1), a shifted layer3
+    with torch.device("meta"):
+        r50 = ssl_video.create_encoder("cost_r50", cost_variant="a")
+        i3d = ssl_video.create_encoder("cost_r50", cost_variant="a", block_pattern="i3d")
+        r101 = ssl_video.create_encoder("cost_r101", cost_variant="b")
+    assert _pattern(r50) == ((0, 1, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (1, 0, 1))
+    assert len(cost_layers(r50)) == 8
+    assert _pattern(i3d) == ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
+    assert _pattern(r101) == ((0, 1, 0), (1, 0, 1, 0),
+                              (1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1), (0, 1, 0))
+    assert len(cost_layers(r101)) == 16
+
+
+@pytest.mark.parametrize("name", ["cost_r18", "cost_r50", "cost_r101"])
+def test_cost_a_starts_at_the_official_coefficients(name):
+    # official (cost/models/common/conv_cost.py CoSTa.init_weights): alpha[0] = 0.7, alpha[1:] = -0.7, softmax over
+    # the views: e^0.7 / (e^0.7 + 2 e^-0.7) = 0.6698 for H-W, 0.1651 for T-W and T-H, every channel, every layer.
+    # catches: zero logits (1/3 each), the favoured view put on T-W, the ResNet initialiser overwriting them
+    import math
+
+    hw = math.exp(0.7) / (math.exp(0.7) + 2 * math.exp(-0.7))
+    want = torch.tensor([hw, (1 - hw) / 2, (1 - hw) / 2])
+    encoder = ssl_video.create_encoder(name, cost_variant="a", width=0.125)
+    for _, layer in cost_layers(encoder):
+        shares = torch.softmax(layer.view_logits.detach(), dim=-1)
+        torch.testing.assert_close(shares, want.expand_as(shares), atol=1e-6, rtol=0)
+    assert abs(hw - 0.6698) < 1e-4
+
+
+@pytest.mark.parametrize("frames", [8, 5])
+def test_temporal_pool_after_layer1_is_max_over_frame_pairs(frames):
+    # MMAction2 ResNet3d (open-mmlab/mmaction2 mmaction/models/backbones/resnet3d.py): pool2 =
+    # MaxPool3d((2, 1, 1), stride (2, 1, 1)), no padding, after layer1: frame t of layer2's input is the max of
+    # frames 2t and 2t + 1 of layer1's output (by hand below); an odd last frame is dropped (5 -> 2).
+    # catches: a (3, 1, 1) kernel with padding 1 (5 -> 3 frames, other maxima), the pool left out or after layer2
+    torch.manual_seed(0)
+    encoder = ssl_video.create_encoder("cost_r50", cost_variant="a", width=0.125).eval()
+    seen = {}
+    encoder.layer1.register_forward_hook(lambda m, a, out: seen.__setitem__("layer1", out))
+    encoder.layer2.register_forward_pre_hook(lambda m, a: seen.__setitem__("layer2", a[0]))
+    with torch.no_grad():
+        out = encoder.forward_features(torch.randn(2, 3, frames, 32, 32))
+    y = seen["layer1"]
+    pairs = frames // 2
+    by_hand = torch.stack([torch.maximum(y[:, :, 2 * t], y[:, :, 2 * t + 1]) for t in range(pairs)], dim=2)
+    assert torch.equal(seen["layer2"], by_hand)
+    assert out.shape[2] == pairs  # no other temporal stride

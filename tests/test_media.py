@@ -176,3 +176,26 @@ def test_fixed_resize_mode_scales_to_exactly_hw(index_video):
     assert (sample["video"] - hand).abs().max() < 0.05
     with pytest.raises(Exception, match=r"resize_hw"):
         ClipConfig(resize_mode="fixed")
+
+
+def test_native_resize_mode_crops_the_decoded_frames(index_video):
+    # Official STiCA (GDT main_stica.py -> datasets/AVideoDataset.py, pyav backend in datasets/decoder.py, which
+    # ignores max_spatial_scale): frames stay at the file's resolution and the crop is taken from them. By hand:
+    # the native frames, the centre 32 x 32 box, normalised.
+    # Catches: resize_mode native still scaling to the short side (resize 128 would upscale the 48-pixel side).
+    from ssl_video.data.clip_dataset import ClipDataset
+    from ssl_video.data.datasets import VideoRecord
+    from ssl_video.recipe import ClipConfig, ClipSampling, VideoAugment
+
+    cfg = ClipConfig(frames=4, fps=10, resize=128, resize_mode="native", audio=None,
+                     sampling=ClipSampling("uniform", num_clips=1),
+                     video=VideoAugment(crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+    assert cfg.decode_size is None
+    sample = ClipDataset([VideoRecord(path=str(index_video), label=0, video_id="v")], cfg, train=False)[0]
+    native = read_clip(index_video, 1.3, 4, 10, size=None, audio_rate=None).video
+    height, width = native.shape[-2:]
+    assert min(height, width) < 128
+    top, left = (height - 32) // 2, (width - 32) // 2
+    hand = ((native[..., top:top + 32, left:left + 32].float() / 255 - 0.5) / 0.25).permute(1, 0, 2, 3)
+    assert sample["video"].shape == (3, 4, 32, 32)
+    torch.testing.assert_close(sample["video"], hand, atol=1e-5, rtol=0)

@@ -37,8 +37,9 @@ def screened_videos(tmp_path_factory):
 
 
 def test_official_video_filter_drops_what_valid_video_drops(screened_videos):
-    # catches: the filter not applied, `>=` instead of `>`, the audio stream's duration ignored, videos without
-    # audio kept, an unreadable file crashing the build instead of being dropped, the counts not reported
+    # catches: the filter not applied, the audio stream's duration ignored, videos without audio kept, an
+    # unreadable file crashing the build instead of being dropped, the counts not reported (the 1.1 s boundary:
+    # test_video_filter_threshold_is_strict_on_both_streams)
     paths, official = screened_videos
     records = [VideoRecord(path=p, label=0, video_id="v") for p in paths.values()]
     lines: list[str] = []
@@ -47,6 +48,24 @@ def test_official_video_filter_drops_what_valid_video_drops(screened_videos):
     assert sorted(r.path for r in dataset.records) == sorted(paths[n] for n, keep in official.items() if keep)
     assert dataset.dropped == {"no audio": 1, "short": 2, "unreadable": 1}
     assert len(lines) == 1 and "kept 2 of 6" in lines[0] and "1 no audio" in lines[0]
+
+
+@pytest.mark.parametrize("video, audio, kept", [
+    (1.1, 2.0, False), (2.0, 1.1, False), (1.1000001, 1.1000001, True), (2.0, None, False)])
+def test_video_filter_threshold_is_strict_on_both_streams(monkeypatch, video, audio, kept):
+    # official (GDT datasets/AVideoDataset.py valid_video): kept iff audio_stream and
+    # float(video_stream['duration']) > 1.1 and float(audio_stream['duration']) > 1.1. Exactly 1.1 s on either
+    # stream is dropped. Durations are set through the probe (a container cannot be written to last 1.1 s exactly).
+    # catches: `>=` instead of `>`, only the video stream's duration compared, a video without audio kept
+    from ssl_video.data import clip_dataset
+    from ssl_video.data.media import MediaInfo
+
+    fields = {f: None for f in MediaInfo.__dataclass_fields__}
+    info = MediaInfo(**{**fields, "duration": video, "audio_duration": audio, "has_audio": audio is not None})
+    monkeypatch.setattr(clip_dataset, "probe", lambda path, decode=True: info)
+    official = audio is not None and video > 1.1 and audio > 1.1
+    assert official == kept
+    assert (clip_dataset.screen_reason("x.mp4", True, 1.1) is None) == official
 
 
 def test_video_filter_off_by_default_and_in_evaluation(screened_videos):

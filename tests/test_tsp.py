@@ -302,10 +302,12 @@ def test_best_epoch_keeps_the_best_value_and_reads_it_back(tmp_path):
 @pytest.mark.parametrize("overrides, key", [
     ({"valid_csv": "thumos14_test_tsp_groundtruth.csv"}, "tsp.valid_csv"),
     ({"train_csv": "a.csv", "valid_csv": "a.csv"}, "tsp.valid_csv"),
+    ({"valid_csv": "a.csv", "valid_videos": "test"}, "tsp.valid_videos"),  # the official THUMOS VALID_SUBDIR
 ])
 def test_validation_split_is_never_a_test_split(tmp_path, overrides, key):
     for name in ("a.csv", "thumos14_test_tsp_groundtruth.csv"):
         (tmp_path / name).write_text("")
+    (tmp_path / "test").mkdir()
     path = tmp_path / "r.yaml"
     tsp = {k: str(tmp_path / v) for k, v in overrides.items()}
     path.write_text(json.dumps({"method": "tsp", "data": {"dataset": "tsp"}, "tsp": tsp}))

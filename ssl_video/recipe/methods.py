@@ -167,6 +167,10 @@ class TSPConfig(Section):
                                   "best.pt) must use a validation split")
             if self.train_csv is not None and PurePath(self.valid_csv) == PurePath(self.train_csv):
                 raise ConfigError("valid_csv", "is the training CSV: give a held-out validation split")
+            # the official THUMOS14 scripts validate on VALID_SUBDIR=test: a test folder is refused as well
+            if self.valid_videos is not None and "test" in PurePath(self.valid_videos).name.lower():
+                raise ConfigError("valid_videos", f"{self.valid_videos} looks like a test split's videos: validation "
+                                  "(and best.pt) must use a validation split")
 
     def check_recipe(self, recipe) -> None:
         if recipe.data.dataset != "tsp":
