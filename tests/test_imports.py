@@ -58,6 +58,10 @@ def test_torchvision_features_equal_torchvision_models(tmp_path, arch):
     encoder = ssl_video.load_encoder(tmp_path / "enc")
     with torch.no_grad():
         torch.testing.assert_close(encoder(X), net.eval()(X))
+    # and tensor by tensor (the by-hand table is the identity): at these random values a swap deep inside a
+    # residual branch moves the features by less than assert_close's tolerance (r2plus1d_18: ~3e-6)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
     config = config_of(tmp_path / "enc")
     spec = config["spec"]
     assert (spec["frames"], spec["fps"], spec["crop_size"], spec["resize_size"]) == (16, 15.0, 112, [128, 171])
@@ -82,6 +86,8 @@ def test_torchvision_s3d(tmp_path):
     with torch.no_grad():
         expected = net.eval().features(x).mean(dim=(2, 3, 4))
         torch.testing.assert_close(encoder(x), expected)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
     assert config_of(tmp_path / "enc")["spec"]["frames"] == 128  # torchvision's clip_len=128 for S3D
 
 
@@ -355,9 +361,10 @@ def test_inflated_cost_equals_the_2d_resnet_where_the_rule_implies_it(tmp_path):
     e.g. layer1.0, the first block (official pattern (0, 1, 0)), on the stem's output; (3) the H-W view of every
     CoST layer equals the 2-D 3x3 conv it was inflated from. The T-W and T-H views mix positions along H or W
     within a frame, so a CoST block's output is NOT the 2-D block's, even on identical frames: not compared.
+    (4) Every tensor, CoST blocks included, is checked by name against the rule itself.
     """
     # catches: a kernel divided by the wrong t, BN statistics not copied, a transposed CoST kernel, the stem's
-    # 7x7 kernel put on the wrong axis
+    # 7x7 kernel put on the wrong axis, two same-shaped tensors swapped (e.g. bn1 <-> bn2 of a CoST block)
     import torchvision
 
     from ssl_video.models.cost import cost_layers
@@ -397,6 +404,17 @@ def test_inflated_cost_equals_the_2d_resnet_where_the_rule_implies_it(tmp_path):
             inp = torch.randn(1, layer.weight.shape[1], 1, 6, 6)
             hw, _, _ = layer.view_outputs(inp)
             torch.testing.assert_close(hw[:, :, 0], conv2d(inp[:, :, 0]))
+        # (4) the by-hand table, tensor by tensor (CoST blocks included, whose outputs (1)-(3) do not compare):
+        # same name; a 2-D kernel C x C' x k x k becomes C x C' x 1 x k x k (t = 1: repeated once, divided by 1),
+        # or the shared C x C' x 3 x 3 kernel of a CoST layer as it is; BatchNorm tensors copied; fc.* dropped
+        inflated = cost.state_dict()
+        for key, value in resnet.state_dict().items():
+            if key.startswith("fc."):
+                assert not any(k.startswith("fc.") for k in inflated)
+                continue
+            target = inflated[key]
+            expected = value.unsqueeze(2) if target.ndim == 5 else value
+            assert target.shape == expected.shape and torch.equal(target, expected), key
         # CoST(a) coefficients keep the official start, 67% / 16.5% / 16.5%
         first = cost_layers(cost)[0][1]
         torch.testing.assert_close(torch.softmax(first.view_logits, -1)[0],
