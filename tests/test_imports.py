@@ -58,6 +58,10 @@ def test_torchvision_features_equal_torchvision_models(tmp_path, arch):
     encoder = ssl_video.load_encoder(tmp_path / "enc")
     with torch.no_grad():
         torch.testing.assert_close(encoder(X), net.eval()(X))
+    # and tensor by tensor (the by-hand table is the identity): at these random values a swap deep inside a
+    # residual branch moves the features by less than assert_close's tolerance (r2plus1d_18: ~3e-6)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
     config = config_of(tmp_path / "enc")
     spec = config["spec"]
     assert (spec["frames"], spec["fps"], spec["crop_size"], spec["resize_size"]) == (16, 15.0, 112, [128, 171])
@@ -82,21 +86,60 @@ def test_torchvision_s3d(tmp_path):
     with torch.no_grad():
         expected = net.eval().features(x).mean(dim=(2, 3, 4))
         torch.testing.assert_close(encoder(x), expected)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
     assert config_of(tmp_path / "enc")["spec"]["frames"] == 128  # torchvision's clip_len=128 for S3D
 
 
 # ---------------------------------------------------------------------------------------------- GDT
 
 
+def gdt_heads() -> dict[str, torch.Tensor]:
+    """The non-backbone tensors of GDT's STiCA model (model.py Stica_TransformerFMCrop, main_stica.py defaults
+    use_mlp=True, num_layer=2, qkv_mha=False), written out by hand: MLP(512, 256, n_hidden=512) is
+    block_forward = [Flatten, Dropout, Linear(512, 512, bias=False), Unsqueeze, BatchNorm1d(512), Flatten, ReLU,
+    Dropout, Linear(512, 256)]; video_pooling = [AdaptiveAvgPool3d, TransposeSqueeze, TransformerPooling] whose
+    src/transformer.py Transformer layers hold mha.q_lin / mha.k_lin (v_lin, out_lin are Identity), norm1,
+    ffn.lin1 (512 -> 2048), ffn.lin2, norm2."""
+    shapes = {}
+    for head in ("mlp_v", "mlp_a"):
+        shapes[f"{head}.block_forward.2.weight"] = (512, 512)
+        bn = ("weight", "bias", "running_mean", "running_var")
+        shapes.update({f"{head}.block_forward.4.{p}": (512,) for p in bn})
+        shapes[f"{head}.block_forward.4.num_batches_tracked"] = ()
+        shapes.update({f"{head}.block_forward.8.weight": (256, 512), f"{head}.block_forward.8.bias": (256,)})
+    for layer in range(2):
+        at = f"video_pooling.2.transformer.{layer}"
+        for lin in ("mha.q_lin", "mha.k_lin"):
+            shapes.update({f"{at}.{lin}.weight": (512, 512), f"{at}.{lin}.bias": (512,)})
+        shapes.update({f"{at}.ffn.lin1.weight": (2048, 512), f"{at}.ffn.lin1.bias": (2048,),
+                       f"{at}.ffn.lin2.weight": (512, 2048), f"{at}.ffn.lin2.bias": (512,)})
+        shapes.update({f"{at}.{norm}.{p}": (512,) for norm in ("norm1", "norm2") for p in ("weight", "bias")})
+    return {key: torch.zeros(shape, dtype=torch.long) if key.endswith("num_batches_tracked") else torch.zeros(shape)
+            for key, shape in shapes.items()}
+
+
 def gdt_state(video: torch.nn.Module, audio: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """facebookresearch/GDT model.py Stica_TransformerFMCrop/GDT names: video_network.base (vmz VideoResNet, fc an
-    Identity), audio_network.base (resnet9 with its unused fc 1000 x 512), heads mlp_v/mlp_a, video_pooling."""
+    """facebookresearch/GDT model.py names: video_network.base (src/vmz.py VideoResNet, torchvision's names, fc an
+    Identity), audio_network.base (src/resnet.py resnet9 with a 1-channel conv1 and its unused fc 1000 x 512),
+    then the heads of gdt_heads()."""
     state = {f"video_network.base.{k}": v for k, v in video.state_dict().items()}
     state.update({f"audio_network.base.{k}": v for k, v in audio.state_dict().items()})
-    state.update({"audio_network.base.fc.weight": torch.randn(1000, 512), "audio_network.base.fc.bias": torch.randn(1000),
-                  "mlp_v.block_forward.2.weight": torch.randn(512, 512), "mlp_a.block_forward.2.weight": torch.randn(512, 512),
-                  "video_pooling.1.layers.0.linear1.weight": torch.randn(8, 512)})
+    state.update({"audio_network.base.fc.weight": torch.zeros(1000, 512),
+                  "audio_network.base.fc.bias": torch.zeros(1000)})
+    state.update(gdt_heads())
     return randomise(state)
+
+
+def gdt_checkpoint(state: dict[str, torch.Tensor], wrap: str) -> dict:
+    """What GDT's scripts save: main_stica.py {"epoch", "state_dict": the DistributedDataParallel model's
+    state_dict() (keys under "module."), "optimizer"}; utils.save_checkpoint (main_gdt.py) {"model":
+    model.module.state_dict() (no prefix), "optimizer", "lr_scheduler", "epoch", "args"}. The argparse.Namespace
+    "args" is left out here: weights_only refuses it (test_damaged_wrong_and_pickled_files_are_one_line_errors)."""
+    optimizer = {"state": {0: {"momentum_buffer": torch.zeros(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    if wrap == "state_dict":
+        return {"epoch": 101, "state_dict": {f"module.{k}": v for k, v in state.items()}, "optimizer": optimizer}
+    return {"model": state, "optimizer": optimizer, "lr_scheduler": {"last_epoch": 100}, "epoch": 101}
 
 
 @pytest.mark.parametrize("wrap", ["state_dict", "model"])
@@ -106,8 +149,7 @@ def test_gdt_video_and_audio_land_where_gdt_puts_them(tmp_path, wrap):
     video = ssl_video.create_encoder("r2plus1d_18")
     audio = ssl_video.create_encoder("audio_resnet9")
     state = gdt_state(video, audio)
-    checkpoint = {wrap: {f"module.{k}": v for k, v in state.items()}, "epoch": 101}
-    torch.save(checkpoint, tmp_path / "gdt_K400.pth")
+    torch.save(gdt_checkpoint(state, wrap), tmp_path / "gdt_K400.pth")
     assert run_import("gdt", tmp_path / "gdt_K400.pth", "--out", tmp_path / "v") == 0
     assert run_import("gdt", tmp_path / "gdt_K400.pth", "--modality", "audio", "--out", tmp_path / "a") == 0
     v, a = ssl_video.load_encoder(tmp_path / "v"), ssl_video.load_encoder(tmp_path / "a")
@@ -116,6 +158,8 @@ def test_gdt_video_and_audio_land_where_gdt_puts_them(tmp_path, wrap):
         assert torch.equal(value, state[f"video_network.base.{key}"]), key
     for key, value in a.state_dict().items():
         assert torch.equal(value, state[f"audio_network.base.{key}"]), key
+    assert config_of(tmp_path / "v")["provenance"]["dropped"] == [
+        "audio_network.base", "mlp_a.block_forward", "mlp_v.block_forward", "video_pooling.2"]
     assert config_of(tmp_path / "a")["spec"]["modality"] == "audio"
     # the imported directory resolves like an exported one, modality checked
     assert resolve_encoder(tmp_path / "a", modality="audio", key="stica.audio_encoder").name == "audio_resnet9"
@@ -248,6 +292,38 @@ def test_mmaction2_cost_checkpoint_lands_where_mmaction2_puts_it(tmp_path, varia
         torch.testing.assert_close(encoder(X), source.eval()(X))
 
 
+# hikvision-research/cost configs/_base_/models/costb_r101_8f.py `inflate`: the blocks holding a CoST layer
+COSTB_R101_INFLATE = ((0, 1, 0), (1, 0, 1, 0),
+                      (1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1), (0, 1, 0))
+
+
+def test_mmaction2_cost_r101_checkpoint(tmp_path):
+    # catches: a 23-block layer3 not read as cost_r101, the R101 CoST pattern not the authors' (or not recognised)
+    source = ssl_video.create_encoder("cost_r101", cost_variant="b", width=0.125)
+    source.load_state_dict(randomise(source.state_dict()))
+    state = mmaction2_state(source, "b")
+    cost_at = {tuple(int(g) for g in re.match(r"backbone\.layer(\d)\.(\d+)\.", key).groups())
+               for key in state if key.endswith(".conv2.conv.fc1.weight")}
+    assert cost_at == {(stage + 1, block) for stage, row in enumerate(COSTB_R101_INFLATE)
+                       for block, on in enumerate(row) if on}
+    assert state["backbone.layer3.22.conv2.conv.weight"].shape[2:] == (1, 3, 3)
+    assert state["backbone.layer3.22.conv2.conv.fc2.weight"].shape == (3, 3)
+    torch.save({"meta": {"epoch": 160}, "state_dict": state}, tmp_path / "costb_r101.pth")
+    from ssl_video.models.imports import ImportOptions, import_checkpoint
+
+    with pytest.MonkeyPatch.context() as monkey:
+        monkey.setattr("ssl_video.models.registry.create_encoder", _tiny(ssl_video.create_encoder))
+        import_checkpoint("mmaction2", tmp_path / "costb_r101.pth", tmp_path / "enc", ImportOptions())
+    config = config_of(tmp_path / "enc")
+    assert config["architecture"] == "cost_r101" and config["args"]["cost_variant"] == "b"
+    assert "block_pattern" not in config["args"]
+    encoder = ssl_video.load_encoder(tmp_path / "enc")
+    for key, value in source.state_dict().items():
+        assert torch.equal(encoder.state_dict()[key], value), key
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(X), source.eval()(X))
+
+
 def _tiny(create):
     def tiny(name, **kwargs):
         return create(name, **{"width": 0.125, **kwargs})
@@ -285,9 +361,10 @@ def test_inflated_cost_equals_the_2d_resnet_where_the_rule_implies_it(tmp_path):
     e.g. layer1.0, the first block (official pattern (0, 1, 0)), on the stem's output; (3) the H-W view of every
     CoST layer equals the 2-D 3x3 conv it was inflated from. The T-W and T-H views mix positions along H or W
     within a frame, so a CoST block's output is NOT the 2-D block's, even on identical frames: not compared.
+    (4) Every tensor, CoST blocks included, is checked by name against the rule itself.
     """
     # catches: a kernel divided by the wrong t, BN statistics not copied, a transposed CoST kernel, the stem's
-    # 7x7 kernel put on the wrong axis
+    # 7x7 kernel put on the wrong axis, two same-shaped tensors swapped (e.g. bn1 <-> bn2 of a CoST block)
     import torchvision
 
     from ssl_video.models.cost import cost_layers
@@ -327,6 +404,17 @@ def test_inflated_cost_equals_the_2d_resnet_where_the_rule_implies_it(tmp_path):
             inp = torch.randn(1, layer.weight.shape[1], 1, 6, 6)
             hw, _, _ = layer.view_outputs(inp)
             torch.testing.assert_close(hw[:, :, 0], conv2d(inp[:, :, 0]))
+        # (4) the by-hand table, tensor by tensor (CoST blocks included, whose outputs (1)-(3) do not compare):
+        # same name; a 2-D kernel C x C' x k x k becomes C x C' x 1 x k x k (t = 1: repeated once, divided by 1),
+        # or the shared C x C' x 3 x 3 kernel of a CoST layer as it is; BatchNorm tensors copied; fc.* dropped
+        inflated = cost.state_dict()
+        for key, value in resnet.state_dict().items():
+            if key.startswith("fc."):
+                assert not any(k.startswith("fc.") for k in inflated)
+                continue
+            target = inflated[key]
+            expected = value.unsqueeze(2) if target.ndim == 5 else value
+            assert target.shape == expected.shape and torch.equal(target, expected), key
         # CoST(a) coefficients keep the official start, 67% / 16.5% / 16.5%
         first = cost_layers(cost)[0][1]
         torch.testing.assert_close(torch.softmax(first.view_logits, -1)[0],
@@ -356,7 +444,7 @@ def test_timm_checkpoint_into_the_frame_level_encoder(tmp_path):
 
 def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
     # catches: torch.load without weights_only (the pickle would run), tracebacks on truncated files,
-    # wrong-architecture files accepted, unknown keys silently dropped
+    # wrong-architecture files accepted, unknown keys silently dropped, missing keys filled in, shapes not checked
     import argparse
 
     import torchvision
@@ -370,6 +458,9 @@ def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
     torch.save({"model": {f"features.{k}": v for k, v in good.items()}}, tmp_path / "r2plus1d_34-x.pth")
     extra = dict(good, **{"layer5.0.weight": torch.zeros(1)})
     torch.save(extra, tmp_path / "extra.pth")
+    torch.save({k: v for k, v in good.items() if k != "layer4.1.conv2.1.weight"}, tmp_path / "missing_key.pth")
+    wrong_shape = dict(good, **{"layer4.1.conv2.0.weight": torch.zeros(512, 512, 1, 3, 3)})
+    torch.save(wrong_shape, tmp_path / "wrong_shape.pth")
     cases = [
         (["torchvision", tmp_path / "truncated.pth", "--arch", "r3d_18"], "corrupt or truncated"),
         (["torchvision", tmp_path / "garbage.pth", "--arch", "r3d_18"], "corrupt or truncated"),
@@ -378,6 +469,9 @@ def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
         (["tsp", tmp_path / "r2plus1d_34-x.pth"], "does not fit the architecture"),
         (["torchvision", tmp_path / "good.pth", "--arch", "r2plus1d_18"], "does not fit the architecture"),
         (["torchvision", tmp_path / "extra.pth", "--arch", "r3d_18"], "unknown key.*layer5.0.weight"),
+        (["torchvision", tmp_path / "missing_key.pth", "--arch", "r3d_18"], "missing key.*layer4.1.conv2.1.weight"),
+        (["torchvision", tmp_path / "wrong_shape.pth", "--arch", "r3d_18"],
+         r"shape mismatch.*layer4\.1\.conv2\.0\.weight \(512, 512, 1, 3, 3\) vs \(512, 512, 3, 3, 3\)"),
         (["gdt", tmp_path / "good.pth"], "not a GDT checkpoint"),
         (["mmaction2", tmp_path / "good.pth"], "not an MMAction2 checkpoint"),
         (["torchvision", tmp_path / "missing.pth", "--arch", "r3d_18"], "no such checkpoint file"),

@@ -185,6 +185,21 @@ def test_builder(untrimmed, tmp_path):
     assert tac.region_head is None and "gvf" not in _[0]
 
 
+def test_builder_starts_from_an_encoder_directory(untrimmed, tmp_path):
+    # catches: an encoder directory refused like a zoo name when tsp.allow_random_init is false (as in the paper
+    # recipes), or its weights not the ones TSP starts from
+    from ssl_video.models.io import save_encoder
+
+    encoder = resolve_encoder("r2plus1d_18", {"width": 0.0625}, seed=5).model
+    save_encoder(encoder, tmp_path / "enc")
+    method, _ = build_method(tsp_recipe(untrimmed, tmp_path, encoder=str(tmp_path / "enc"), encoder_args={},
+                                        allow_random_init=False))
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(method.video_encoder.state_dict()[key], value), key
+    with pytest.raises(ConfigError, match=r"tsp\.encoder.*ssl-video import tsp .*tsp\.allow_random_init"):
+        build_method(tsp_recipe(untrimmed, tmp_path, allow_random_init=False))
+
+
 @pytest.mark.parametrize("overrides, key", [
     ({"gvf": None}, "tsp.gvf"),
     ({"train_csv": None}, "tsp.train_csv"),

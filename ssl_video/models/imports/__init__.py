@@ -85,8 +85,8 @@ def read_checkpoint(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if any(mark in str(exc) for mark in ("Unsupported global", "GLOBAL", "safe_globals")):
-            raise UserError(f"{path}: the file holds Python objects besides tensors; refusing to unpickle it") \
-                from None
+            raise UserError(f"{path}: the file holds Python objects besides tensors; refusing to unpickle it "
+                            "(where you trust the file, re-save its state dict alone: see docs/WEIGHTS.md)") from None
         raise UserError(f"{path} is corrupt or truncated (not a readable checkpoint: {one_line(exc)})") from None
     except Exception as exc:  # zip reader errors, EOF, unknown magic numbers
         raise UserError(f"{path} is corrupt or truncated (not a readable checkpoint: {one_line(exc)})") from None
