@@ -6,6 +6,7 @@ Every test names (in a comment) the mutation of the import code it catches.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 
@@ -134,12 +135,13 @@ def gdt_state(video: torch.nn.Module, audio: torch.nn.Module) -> dict[str, torch
 def gdt_checkpoint(state: dict[str, torch.Tensor], wrap: str) -> dict:
     """What GDT's scripts save: main_stica.py {"epoch", "state_dict": the DistributedDataParallel model's
     state_dict() (keys under "module."), "optimizer"}; utils.save_checkpoint (main_gdt.py) {"model":
-    model.module.state_dict() (no prefix), "optimizer", "lr_scheduler", "epoch", "args"}. The argparse.Namespace
-    "args" is left out here: weights_only refuses it (test_damaged_wrong_and_pickled_files_are_one_line_errors)."""
+    model.module.state_dict() (no prefix), "optimizer", "lr_scheduler", "epoch", "args": the argparse.Namespace}."""
+
     optimizer = {"state": {0: {"momentum_buffer": torch.zeros(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
     if wrap == "state_dict":
         return {"epoch": 101, "state_dict": {f"module.{k}": v for k, v in state.items()}, "optimizer": optimizer}
-    return {"model": state, "optimizer": optimizer, "lr_scheduler": {"last_epoch": 100}, "epoch": 101}
+    return {"model": state, "optimizer": optimizer, "lr_scheduler": {"last_epoch": 100}, "epoch": 101,
+            "args": argparse.Namespace(lr=0.01, batch_size=32, dataset="kinetics")}
 
 
 @pytest.mark.parametrize("wrap", ["state_dict", "model"])
@@ -442,11 +444,13 @@ def test_timm_checkpoint_into_the_frame_level_encoder(tmp_path):
 # ---------------------------------------------------------------------------------------------- errors
 
 
+class Opaque:
+    """A class of the caller's own: unpickling it would run the caller's code."""
+
+
 def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
     # catches: torch.load without weights_only (the pickle would run), tracebacks on truncated files,
     # wrong-architecture files accepted, unknown keys silently dropped, missing keys filled in, shapes not checked
-    import argparse
-
     import torchvision
 
     good = torchvision.models.video.r3d_18(weights=None).state_dict()
@@ -454,7 +458,7 @@ def test_damaged_wrong_and_pickled_files_are_one_line_errors(tmp_path, capsys):
     data = (tmp_path / "good.pth").read_bytes()
     (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
     (tmp_path / "garbage.pth").write_bytes(b"\x00not a checkpoint" * 10)
-    torch.save({"model": good, "args": argparse.Namespace(lr=0.1)}, tmp_path / "pickled.pth")
+    torch.save({"model": good, "args": Opaque()}, tmp_path / "pickled.pth")
     torch.save({"model": {f"features.{k}": v for k, v in good.items()}}, tmp_path / "r2plus1d_34-x.pth")
     extra = dict(good, **{"layer5.0.weight": torch.zeros(1)})
     torch.save(extra, tmp_path / "extra.pth")

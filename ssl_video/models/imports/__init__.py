@@ -10,6 +10,7 @@ provenance of the file (path, format, sha256). Formats and what was checked: doc
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import pickle
@@ -82,7 +83,10 @@ def read_checkpoint(path: str | Path) -> Any:
             raise UserError(f"{path} is corrupt or truncated (not a readable safetensors file: {one_line(exc)})") \
                 from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # the authors' training scripts (GDT, TSP) save their argparse.Namespace beside the weights: a plain
+        # holder of attributes, allowed; any other class is refused
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if any(mark in str(exc) for mark in ("Unsupported global", "GLOBAL", "safe_globals")):
             raise UserError(f"{path}: the file holds Python objects besides tensors; refusing to unpickle it "
