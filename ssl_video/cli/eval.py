@@ -117,7 +117,7 @@ def _add_protocol(group, protocol) -> None:
             kwargs["metavar"] = None
         own.add_argument(flag.option, **kwargs)
     target = "the training recipe" if protocol.overrides_key else "the settings"
-    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+    cmd.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                      help=f"dotted overrides of {target} (put them before --encoder-args)")
 
 
@@ -136,6 +136,7 @@ def _flag_value(kind: str, raw):
 
 def _shared(args) -> dict:
     """The shared groups' values (absent groups and unset flags are left out: the protocol's defaults)."""
+    from ssl_video.cli import progress_bars
     from ssl_video.config import parse_overrides
 
     names = ("encoder", "dataset", "root", "videos", "split_dir", "clips", "frames", "fps", "resize", "crop",
@@ -145,6 +146,7 @@ def _shared(args) -> dict:
         given["splits"] = [s.strip() for s in args.splits.split(",") if s.strip()]
     given["encoder_args"] = parse_overrides(getattr(args, "encoder_args", []))
     given["use_cache"] = not getattr(args, "no_cache", False)
+    given["progress"] = progress_bars()
     return given
 
 
