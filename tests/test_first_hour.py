@@ -291,15 +291,27 @@ def test_eval_hints_name_eval_flags(tmp_path, capsys, monkeypatch):
     assert tree(tmp_path) == []
 
 
-def test_eval_default_report_directory_is_per_encoder_and_dataset():
-    from ssl_video.evaluation.protocols import get_protocol, make_inputs
-
-    probe = get_protocol("linear-probe")
-    a = make_inputs(probe, encoder="encoders/a/", dataset="ucf101", device="cpu")
-    b = make_inputs(probe, encoder="timm:resnet18", dataset="hmdb51", device="cpu")
-    # mutation: the old default runs/eval/linear-probe for every encoder (the next report replaced the last)
-    assert (a.out, b.out) == ("runs/eval/linear-probe/a-ucf101", "runs/eval/linear-probe/timm_resnet18-hmdb51")
-    assert make_inputs(probe, encoder="a", dataset="ucf101", out="mine", device="cpu").out == "mine"
+@pytest.mark.parametrize("argv, out", [
+    # mutation: the old default runs/eval/<protocol> for every encoder (the next report replaced the last)
+    (["linear-probe", "--encoder", "encoders/a/", "--dataset", "ucf101"], "runs/eval/linear-probe/a-ucf101"),
+    (["retrieval", "--encoder", "timm:resnet18", "--dataset", "hmdb51"], "runs/eval/retrieval/timm_resnet18-hmdb51"),
+    # mutation: make_inputs naming the directory only when there is a dataset (temporal has none)
+    (["temporal", "--encoder", "encoders/tsp", "--gt", "gt.csv", "--videos", "v"], "runs/eval/temporal/tsp"),
+    # mutation: drop the --features branch in cli.eval.run_protocol
+    (["pooling", "--features", "feats.h5", "--labels", "labels.csv"], "runs/eval/pooling/feats"),
+    # mutation: the suite default back at runs/eval/<suite name> (every encoder's suite report in one place)
+    (["suite", REPO / "eval" / "linear_probe.yaml", "--encoder", "encoders/b"], "runs/eval/linear_probe_ucf101_hmdb51/b"),
+    (["linear-probe", "--encoder", "a", "--dataset", "ucf101", "--out", "mine"], "mine"),
+])
+def test_eval_default_report_directory_is_per_encoder(argv, out, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("gt.csv", "feats.h5", "labels.csv"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "v").mkdir()
+    seen = []
+    monkeypatch.setattr("ssl_video.cli.eval._finish", lambda call, lines, where: seen.append(where) or 0)
+    assert main(["eval", *map(str, argv), "--device", "cpu"]) == 0
+    assert seen == [out]
 
 
 def test_eval_suite_checks_every_entry_before_the_first_runs(exported, synth, tmp_path, capsys, monkeypatch):
