@@ -283,6 +283,22 @@ def test_eval_checks_the_device_first(device, fragment, exported, synth, tmp_pat
     assert tree(tmp_path) == []
 
 
+def test_eval_with_cached_features_still_checks_the_device(exported, synth, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", "linear-probe", "--encoder", exported, "--dataset", "synthetic", "--root", synth, "--clips", "1",
+            "--workers", "0", "--cache-dir", tmp_path / "cache", "--out", "probe"]
+    code, _, err = run_cli([*argv, "--device", "cpu"], capsys)
+    assert code == 0, err
+    before = tree(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli([*argv, "--device", "cuda"], capsys)
+    # mutation: the device resolved only where features are extracted -> every feature cached, exit 0
+    assert_refused(code, err, "--device cuda: CUDA is not available")
+    assert tree(tmp_path) == before
+
+
 def test_eval_hints_name_eval_flags(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["eval", "linear-probe", "--encoder", "r3d_18", "--dataset", "ucf101"], capsys)
