@@ -502,6 +502,33 @@ def test_plain_progress_lines_off_a_terminal(trained, synth, tmp_path, capsys):
     assert "recipe:" in (tmp_path / "r" / "train.log").read_text()  # the recipe logged once per start
 
 
+def test_recipe_and_hparams_reach_tensorboard_once(synth, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    code, _, err = run_cli(["pretrain", TINY_RECIPE, f"data.root={synth}", *TINY, "trainer.tensorboard=true",
+                            "--run-dir", run], capsys)
+    assert code == 0, err
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    # mutation: drop the add_text / add_hparams calls in TrainingLog._hparams
+    assert events.Tags()["tensors"].count("recipe/text_summary") == 1
+    assert len(events.Tensors("recipe/text_summary")) == 1
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams and "optim.lr" in str(hparams["_hparams_/experiment"])
+
+
+def test_pretrain_slurm_checks_the_data_before_it_submits(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    submitted = []
+    monkeypatch.setattr("ssl_video.slurm.submit.submit_training", lambda *a, **k: submitted.append(a) or 0)
+    code, _, err = run_cli(["pretrain", TINY_RECIPE, "--slurm", REPO / "slurm" / "example.yaml", "--run-dir", "runs/s"],
+                           capsys)
+    # mutation: drop check_training_data in submit_pretrain -> a job that fails once it leaves the queue
+    assert_refused(code, err, "data.root=DIR")
+    assert submitted == [] and tree(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------------------------- output, API
 
 
