@@ -4,7 +4,7 @@ The public API, for scripts and notebooks (torch loads on first use, not on ``im
 
     import ssl_video
 
-    ssl_video.list_encoders("r2*")                       # ['r2plus1d_18', 'r2plus1d_34']
+    ssl_video.list_encoders("r2*")                       # ['r2plus1d_10', 'r2plus1d_18', 'r2plus1d_34']
     encoder = ssl_video.create_encoder("r2plus1d_18", width=0.25)   # random init, from the zoo
     encoder = ssl_video.load_encoder("encoders/x")       # an exported (or imported) encoder directory
     clips = ssl_video.read_clips("video.mp4", encoder)   # N x 3 x T x H x W, per its input contract
@@ -12,8 +12,6 @@ The public API, for scripts and notebooks (torch loads on first use, not on ``im
     recipe = ssl_video.load_recipe("recipes/stica_tiny_synthetic.yaml", ["data.root=data/synth"])
     ssl_video.train(recipe, "runs/x")                    # the training loop of `ssl-video pretrain`
 """
-
-from __future__ import annotations
 
 from ssl_video.version import __version__ as __version__
 

@@ -180,7 +180,7 @@ def test_data_check_bad_workers_and_unusable_dataset(synth, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, fragment", [
     ([], "--root DIR"),
-    (["--videos", "x"], "--splits DIR"),  # data check's own flag name
+    (["--videos", "x"], "--split-dir DIR"),  # the split-file directory flag, as in eval
 ])
 def test_data_check_hints_name_its_flags(flags, fragment, capsys, tmp_path, monkeypatch):
     (tmp_path / "x").mkdir()
@@ -189,11 +189,71 @@ def test_data_check_hints_name_its_flags(flags, fragment, capsys, tmp_path, monk
     assert_refused(code, err, fragment)
 
 
+def test_splits_means_split_numbers_in_every_command():
+    import argparse
+
+    from ssl_video.cli import build_parser
+
+    def walk(parser, path=()):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, (*path, name))
+
+    seen = {}
+    for path, parser in walk(build_parser()):
+        for action in parser._actions:
+            for option in action.option_strings:
+                seen.setdefault(option, []).append((" ".join(path), action.help or ""))
+    # mutation: data check's split-file directory back under --splits (split numbers in eval)
+    assert seen["--splits"] and all("split numbers" in text for _, text in seen["--splits"]), seen["--splits"]
+    assert ("data check" in {cmd for cmd, _ in seen["--split-dir"]}
+            and all("directory" in text for _, text in seen["--split-dir"]))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["pretrain"], "pretrain: the following arguments are required: recipe (see ssl-video pretrain --help)"),
+    (["data", "check"], "data check: the following arguments are required: --dataset"),
+    (["zoo", "list", "--bogus"], "zoo list: unrecognized arguments: --bogus (see ssl-video zoo list --help)"),
+    (["data", "check", "--dataset", "ucf101", "--splits", "x"], "data check: unrecognized arguments: --splits x"),
+    (["eval", "linear-probe", "--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
+    (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+])
+def test_parse_errors_are_one_line(argv, fragment, capsys):
+    # mutation: drop Parser.error -> argparse's usage block before the error (several lines)
+    # mutation: parse_args instead of parse_known_args in main -> an unknown option named by 'ssl-video' only
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    _, err = capsys.readouterr()
+    assert_refused(info.value.code, err, fragment)
+
+
 def test_data_synth_refuses_a_non_empty_directory(synth, capsys):
     before = tree(synth)
     code, _, err = run_cli(["data", "synth", synth, "--classes", "1", "--videos-per-class", "1"], capsys)
     assert_refused(code, err, "--overwrite")  # mutation: drop _check_out -> silently overwritten
     assert tree(synth) == before
+
+
+def test_data_synth_names_its_flag_for_too_few_videos(tmp_path, capsys):
+    code, _, err = run_cli(["data", "synth", tmp_path / "s", "--videos-per-class", "1"], capsys)
+    # mutation: the CLI check back at >= 1 -> the generator's 'videos_per_class must be at least 2'
+    assert_refused(code, err, "--videos-per-class must be at least 2")
+    assert tree(tmp_path) == []
+
+
+def test_no_progress_bar_redraws_off_a_terminal(exported, synth, tmp_path, capsys):
+    # a file or a pipe (capsys here, a Slurm log there) gets the summary lines and no carriage-return redraws
+    code, out, err = run_cli(["data", "synth", tmp_path / "s", "--classes", "1", "--videos-per-class", "2",
+                              "--size", "16", "16", "--seconds", "1"], capsys)
+    assert code == 0 and err == "" and "wrote 2 videos" in out  # mutation: progress=True in run_synth
+    code, out, err = run_cli(["eval", "linear-probe", "--encoder", exported, "--dataset", "synthetic", "--root",
+                              synth, "--clips", "1", "--workers", "0", "--device", "cpu", "--cache-dir",
+                              tmp_path / "cache", "--out", tmp_path / "probe"], capsys)
+    assert code == 0, err
+    assert "\r" not in err and "extracting" not in err  # mutation: drop given["progress"] in cli.eval._shared
+    assert "wrote " in out
 
 
 def test_folder_dataset_takes_every_video_whatever_the_split(synth):
@@ -223,6 +283,22 @@ def test_eval_checks_the_device_first(device, fragment, exported, synth, tmp_pat
     assert tree(tmp_path) == []
 
 
+def test_eval_with_cached_features_still_checks_the_device(exported, synth, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", "linear-probe", "--encoder", exported, "--dataset", "synthetic", "--root", synth, "--clips", "1",
+            "--workers", "0", "--cache-dir", tmp_path / "cache", "--out", "probe"]
+    code, _, err = run_cli([*argv, "--device", "cpu"], capsys)
+    assert code == 0, err
+    before = tree(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli([*argv, "--device", "cuda"], capsys)
+    # mutation: the device resolved only where features are extracted -> every feature cached, exit 0
+    assert_refused(code, err, "--device cuda: CUDA is not available")
+    assert tree(tmp_path) == before
+
+
 def test_eval_hints_name_eval_flags(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["eval", "linear-probe", "--encoder", "r3d_18", "--dataset", "ucf101"], capsys)
@@ -231,15 +307,27 @@ def test_eval_hints_name_eval_flags(tmp_path, capsys, monkeypatch):
     assert tree(tmp_path) == []
 
 
-def test_eval_default_report_directory_is_per_encoder_and_dataset():
-    from ssl_video.evaluation.protocols import get_protocol, make_inputs
-
-    probe = get_protocol("linear-probe")
-    a = make_inputs(probe, encoder="encoders/a/", dataset="ucf101", device="cpu")
-    b = make_inputs(probe, encoder="timm:resnet18", dataset="hmdb51", device="cpu")
-    # mutation: the old default runs/eval/linear-probe for every encoder (the next report replaced the last)
-    assert (a.out, b.out) == ("runs/eval/linear-probe/a-ucf101", "runs/eval/linear-probe/timm_resnet18-hmdb51")
-    assert make_inputs(probe, encoder="a", dataset="ucf101", out="mine", device="cpu").out == "mine"
+@pytest.mark.parametrize("argv, out", [
+    # mutation: the old default runs/eval/<protocol> for every encoder (the next report replaced the last)
+    (["linear-probe", "--encoder", "encoders/a/", "--dataset", "ucf101"], "runs/eval/linear-probe/a-ucf101"),
+    (["retrieval", "--encoder", "timm:resnet18", "--dataset", "hmdb51"], "runs/eval/retrieval/timm_resnet18-hmdb51"),
+    # mutation: make_inputs naming the directory only when there is a dataset (temporal has none)
+    (["temporal", "--encoder", "encoders/tsp", "--gt", "gt.csv", "--videos", "v"], "runs/eval/temporal/tsp"),
+    # mutation: drop the --features branch in cli.eval.run_protocol
+    (["pooling", "--features", "feats.h5", "--labels", "labels.csv"], "runs/eval/pooling/feats"),
+    # mutation: the suite default back at runs/eval/<suite name> (every encoder's suite report in one place)
+    (["suite", REPO / "eval" / "linear_probe.yaml", "--encoder", "encoders/b"], "runs/eval/linear_probe_ucf101_hmdb51/b"),
+    (["linear-probe", "--encoder", "a", "--dataset", "ucf101", "--out", "mine"], "mine"),
+])
+def test_eval_default_report_directory_is_per_encoder(argv, out, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("gt.csv", "feats.h5", "labels.csv"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "v").mkdir()
+    seen = []
+    monkeypatch.setattr("ssl_video.cli.eval._finish", lambda call, lines, where: seen.append(where) or 0)
+    assert main(["eval", *map(str, argv), "--device", "cpu"]) == 0
+    assert seen == [out]
 
 
 def test_eval_suite_checks_every_entry_before_the_first_runs(exported, synth, tmp_path, capsys, monkeypatch):
@@ -270,6 +358,42 @@ def test_eval_slurm_submission_checks_the_data_first(synth, tmp_path, capsys, mo
     assert tree(tmp_path) == []
 
 
+def test_finetune_refuses_an_out_of_other_settings_before_opening_videos(synth, tmp_path, capsys, monkeypatch):
+    from ssl_video.config import dump_yaml
+    from ssl_video.evaluation.finetune import split_recipe
+    from ssl_video.evaluation.protocols import get_protocol, make_inputs, settings_from_args
+    from ssl_video.evaluation.runner import resolve_inputs
+    from ssl_video.recipe import recipe_dict
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--encoder", "r3d_18", "--encoder-args", "width=0.0625", "--dataset", "synthetic", "--root", synth,
+              "--splits", "1", "--frames", "4", "--resize", "16", "--crop", "16", "--device", "cpu", "--out", "ft"]
+    # OUT/split_1 as an earlier run with optim.lr=0.01 left it
+    protocol = get_protocol("finetune")
+    inputs = make_inputs(protocol, encoder="r3d_18", encoder_args={"width": 0.0625}, dataset="synthetic",
+                         root=str(synth), splits=["1"], frames=4, resize=16, crop=16, device="cpu", out="ft")
+    layout, _, encoder, clip = resolve_inputs(inputs)
+    recipe = split_recipe(inputs, settings_from_args(protocol, {}, ["optim.lr=0.01"]), "1", clip, encoder,
+                          len(layout.classes))
+    (tmp_path / "ft" / "split_1").mkdir(parents=True)
+    (tmp_path / "ft" / "split_1" / "config.yaml").write_text(dump_yaml(recipe_dict(recipe)))
+    before = tree(tmp_path)
+
+    class Opened(Exception):
+        pass
+
+    def opened(*args, **kwargs):
+        raise Opened
+
+    monkeypatch.setattr("ssl_video.data.check.check_dataset", opened)
+    code, out, err = run_cli(["eval", "finetune", *common, "optim.lr=0.02"], capsys)
+    # mutation: drop the check_run_dir loop in run_finetune -> every video is probed first (Opened here)
+    assert_refused(code, err, "ft/split_1", "optim.lr: 0.01 -> 0.02", "another --out")
+    assert "--run-dir" not in err and tree(tmp_path) == before
+    with pytest.raises(Opened):  # the same settings pass the check (and go on to open the videos)
+        run_cli(["eval", "finetune", *common, "optim.lr=0.01"], capsys)
+
+
 def test_finetune_resume_refusal_names_out_not_run_dir():
     from ssl_video.engine.checkpoint import check_resume
     from ssl_video.errors import UserError
@@ -289,6 +413,7 @@ def test_extract_rerun_with_another_stride_writes_nothing(exported, synth, tmp_p
             "--out", out, "--workers", "0", "--device", "cpu"]
     code, _, err = run_cli([*base, "--stride", "4"], capsys)
     assert code == 0, err
+    assert "\r" not in err  # mutation: progress=not args.no_progress (a bar although stderr is no terminal)
     before = tree(tmp_path)
     code, _, err = run_cli([*base, "--stride", "2"], capsys)
     assert_refused(code, err, "stride")
@@ -377,6 +502,33 @@ def test_plain_progress_lines_off_a_terminal(trained, synth, tmp_path, capsys):
     assert "recipe:" in (tmp_path / "r" / "train.log").read_text()  # the recipe logged once per start
 
 
+def test_recipe_and_hparams_reach_tensorboard_once(synth, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    code, _, err = run_cli(["pretrain", TINY_RECIPE, f"data.root={synth}", *TINY, "trainer.tensorboard=true",
+                            "--run-dir", run], capsys)
+    assert code == 0, err
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    # mutation: drop the add_text / add_hparams calls in TrainingLog._hparams
+    assert events.Tags()["tensors"].count("recipe/text_summary") == 1
+    assert len(events.Tensors("recipe/text_summary")) == 1
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams and "optim.lr" in str(hparams["_hparams_/experiment"])
+
+
+def test_pretrain_slurm_checks_the_data_before_it_submits(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    submitted = []
+    monkeypatch.setattr("ssl_video.slurm.submit.submit_training", lambda *a, **k: submitted.append(a) or 0)
+    code, _, err = run_cli(["pretrain", TINY_RECIPE, "--slurm", REPO / "slurm" / "example.yaml", "--run-dir", "runs/s"],
+                           capsys)
+    # mutation: drop check_training_data in submit_pretrain -> a job that fails once it leaves the queue
+    assert_refused(code, err, "data.root=DIR")
+    assert submitted == [] and tree(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------------------------- output, API
 
 
@@ -438,7 +590,12 @@ def test_dependencies_are_ranges_whose_lower_bounds_are_the_pins():
         assert name.lower().replace("_", "-") in pins, name
     from importlib import metadata
 
+    from packaging.specifiers import SpecifierSet
+
     for name in ("torch", "torchvision", "accelerate", "timm", "safetensors"):  # the tested lower bounds
         spec = next(r for r in project["dependencies"] if r.startswith(name + ">="))
         assert spec.split(">=")[1].split(",")[0] == pins[name]
-        assert metadata.version(name).split("+")[0] == pins[name]
+        # the installed version lies in the range: the pin under `make install`, any later minor version in an
+        # environment with its own torch (mutation: a lower bound above what is installed)
+        installed = metadata.version(name).split("+")[0]
+        assert installed in SpecifierSet(spec[len(name):]), (name, installed, spec)

@@ -28,8 +28,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors (a missing argument, an unknown option, an invalid choice) as one line on stderr
+    and exit code 2, like every other refusal: the line names the command and its ``--help`` instead of
+    printing the usage block. Sub-commands inherit it (``add_subparsers`` makes parsers of this class)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("ssl-video").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_USAGE, f"ssl-video: error: {where}{message} (see {self.prog} --help)\n")
+
+
+def progress_bars() -> bool:
+    """Whether a command draws progress bars: only on a terminal. In a file or a pipe (Slurm logs, ``| tee``)
+    a bar is a stream of carriage-return redraws; the command's summary lines say what was done."""
+    return sys.stderr.isatty()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ssl-video",
         description="Pretrain video/audio encoders (STiCA, TSP), evaluate and export them.",
         epilog=EPILOG,
@@ -50,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command they were given to
+        (getattr(args, "_command_parser", None) or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     func = getattr(args, "func", None)
     if func is None:
         # a group without its subcommand: show that group's help
@@ -97,7 +116,7 @@ def add_command(subparsers, name: str, help: str, func, epilog: str = "",
 
     ``slurm`` (default: what the group says): see :func:`add_slurm_option`."""
     cmd = subparsers.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=HelpFormatter)
-    cmd.set_defaults(func=func)
+    cmd.set_defaults(func=func, _command_parser=cmd)
     slurm = getattr(subparsers, "slurm", False) if slurm is None else slurm
     if slurm:
         add_slurm_option(cmd, array=slurm == "array")

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     show = add_command(group, "show", "validate a recipe, apply key=value overrides, print the result", run_show,
                        SHOW_EXAMPLE)
     show.add_argument("recipe", help="recipe YAML file")
-    show.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    show.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
     add_command(group, "defaults", "print every recipe key with its default value (every method's section)", run_defaults,
                 "example:\n  ssl-video config defaults > my_recipe.yaml")
 

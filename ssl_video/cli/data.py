@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from ssl_video.cli import add_command, add_group
+from ssl_video.cli import add_command, add_group, progress_bars
 from ssl_video.errors import UserError
 
 SYNTH_EXAMPLE = """example:
@@ -20,7 +19,7 @@ writes data/untrimmed/videos/untrimmed_NNNN.mp4 and, per split (train, val), <sp
 
 CHECK_EXAMPLE = """examples:
   ssl-video data check --dataset ucf101 --root /data/ucf101            (UCF-101/ + ucfTrainTestlist/)
-  ssl-video data check --dataset hmdb51 --videos /data/hmdb51_org --splits /data/testTrainMulti_7030_splits
+  ssl-video data check --dataset hmdb51 --videos /data/hmdb51_org --split-dir /data/testTrainMulti_7030_splits
   ssl-video data check --dataset folder --root /data/my_videos --json
 exit code 0 when the dataset is usable (bad files are reported); 2 when the root or split files are missing,
 or when no listed video can be read (the report is printed first, then one line on stderr)."""
@@ -72,7 +71,8 @@ def register(subparsers) -> None:
     check.add_argument("--dataset", required=True, choices=("ucf101", "hmdb51", "kinetics", "folder", "synthetic"))
     check.add_argument("--root", help="directory holding the official layout")
     check.add_argument("--videos", help="videos directory (instead of --root)")
-    check.add_argument("--splits", help="split/annotation directory (instead of --root)")
+    check.add_argument("--split-dir", dest="splits", metavar="DIR",
+                       help="split/annotation directory (instead of --root), as in `ssl-video eval`")
     check.add_argument("--workers", type=int, default=None, help="parallel readers (default 2 x cores, max 8)")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -92,8 +92,10 @@ def _check_out(args) -> None:
 
 def run_synth(args) -> int:
     _check_out(args)
-    if args.classes < 1 or args.videos_per_class < 1:
-        raise UserError("--classes and --videos-per-class must be >= 1")
+    if args.classes < 1:
+        raise UserError(f"--classes must be at least 1, got {args.classes}")
+    if args.videos_per_class < 2:
+        raise UserError(f"--videos-per-class must be at least 2 (train and test groups), got {args.videos_per_class}")
     if args.size[0] % 2 or args.size[1] % 2 or min(args.size) < 8:
         raise UserError("--size H W must be even numbers >= 8 (h264 needs even sizes)")
     if not 0.0 <= args.no_audio_fraction <= 1.0:
@@ -104,6 +106,7 @@ def run_synth(args) -> int:
         args.out, classes=args.classes, videos_per_class=args.videos_per_class, seconds=args.seconds,
         fps=args.fps, size=tuple(args.size), no_audio_fraction=args.no_audio_fraction, seed=args.seed,
         sample_rate=args.sample_rate, workers=args.workers, amplitude_px=tuple(args.amplitude),
+        progress=progress_bars(),
     )
     print(f"wrote {summary['videos']} videos of {summary['classes']} classes to {args.out} "
           f"({summary['videos_without_audio']} without audio)")
@@ -119,7 +122,7 @@ def run_synth_untrimmed(args) -> int:
     summary = generate_untrimmed_dataset(
         args.out, videos=args.videos, classes=args.classes, seconds=args.seconds, fps=args.fps,
         size=tuple(args.size), segment_seconds=tuple(args.segment_seconds), gap_seconds=tuple(args.gap_seconds),
-        val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+        val_fraction=args.val_fraction, seed=args.seed, workers=args.workers, progress=progress_bars(),
     )
     for split, counts in summary["splits"].items():
         print(f"{split}: {counts['videos']} videos, {counts['action_segments']} action and "
@@ -130,13 +133,13 @@ def run_synth_untrimmed(args) -> int:
 
 def run_check(args) -> int:
     if args.root is None and args.videos is None:
-        raise UserError("give --root DIR, or --videos DIR (and --splits DIR for labelled datasets)")
+        raise UserError("give --root DIR, or --videos DIR (and --split-dir DIR for labelled datasets)")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     from ssl_video.data.check import check_dataset, format_check
 
     report = check_dataset(args.dataset, root=args.root, videos=args.videos, splits=args.splits,
-                           workers=args.workers, progress=not args.json and sys.stderr.isatty())
+                           workers=args.workers, progress=not args.json and progress_bars())
     if args.json:
         print(json.dumps(report))
     else:

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     demo = add_command(subparsers, "demo",
                        "synthetic audio-visual data -> STiCA pretraining -> export -> linear probe vs random init",
                        run_demo, EXAMPLE)
-    demo.add_argument("overrides", nargs="*", help="dotted key=value overrides of the tiny recipe")
+    demo.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides of the tiny recipe")
     demo.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data, the pretraining and the probe (default 0)")
     demo.add_argument("--recipe", default=None,
@@ -37,12 +37,14 @@ def run_demo(args) -> int:
     from ssl_video.threads import configure
 
     configure(workers=1)  # before torch starts: thread count and wait policy (the recipe's one loader worker)
+    from ssl_video.cli import progress_bars
     from ssl_video.demo import DemoSettings, demo_table
     from ssl_video.demo import run_demo as run
 
     settings = DemoSettings(out=Path(args.out), seed=args.seed, recipe=Path(args.recipe) if args.recipe else None,
                             overrides=list(args.overrides), eval_videos_per_class=args.videos_per_class,
-                            pretrain_videos_per_class=args.pretrain_videos_per_class, workers=args.workers)
+                            pretrain_videos_per_class=args.pretrain_videos_per_class, workers=args.workers,
+                            progress=progress_bars())
     report = run(settings)
     print("\nLinear probe on the synthetic evaluation set (top-1, 3 splits):\n")
     print(demo_table(report))

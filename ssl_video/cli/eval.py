@@ -9,10 +9,11 @@ the inputs, call the protocol's run function and print its summary; heavy import
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 from ssl_video.cli import add_command, add_group
 from ssl_video.errors import UserError
-from ssl_video.evaluation.protocols import get_protocol, list_protocols
+from ssl_video.evaluation.protocols import default_out, get_protocol, list_protocols
 
 EPILOG = """examples:
   ssl-video eval linear-probe --encoder encoders/x --dataset ucf101 --root /data/ucf101 --splits 1,2,3
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
     cmd.add_argument("--root", action="append", default=[], metavar="DATASET=DIR",
                      help="where a dataset lives (repeatable)")
     cmd.add_argument("--data-root", metavar="DIR", help="a folder holding one folder per dataset name")
-    _run_group(cmd, "runs/eval/<suite name>", cache=True)
+    _run_group(cmd, "runs/eval/<suite name>/<encoder>", cache=True)
 
 
 # ---------------------------------------------------------------------------------------------- shared groups
@@ -106,7 +107,9 @@ def _add_protocol(group, protocol) -> None:
         _dataset_group(cmd, protocol.inputs_required)
     if "clip" in groups:
         _clip_group(cmd, protocol.defaults.get("clips", 10))
-    out = f"runs/eval/{protocol.name}/<encoder>-<dataset>" if {"encoder", "dataset"} <= set(groups) else f"runs/eval/{protocol.name}"
+    out = f"runs/eval/{protocol.name}/<encoder>" + ("-<dataset>" if "dataset" in groups else "")
+    if protocol.name == "pooling":
+        out += ", or <features file name> with --features"
     _run_group(cmd, out, "cache" in groups, protocol.defaults.get("batch_size", 8))
     own = cmd.add_argument_group(f"{protocol.name} settings")
     for flag in protocol.flags:
@@ -117,7 +120,7 @@ def _add_protocol(group, protocol) -> None:
             kwargs["metavar"] = None
         own.add_argument(flag.option, **kwargs)
     target = "the training recipe" if protocol.overrides_key else "the settings"
-    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+    cmd.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                      help=f"dotted overrides of {target} (put them before --encoder-args)")
 
 
@@ -136,6 +139,7 @@ def _flag_value(kind: str, raw):
 
 def _shared(args) -> dict:
     """The shared groups' values (absent groups and unset flags are left out: the protocol's defaults)."""
+    from ssl_video.cli import progress_bars
     from ssl_video.config import parse_overrides
 
     names = ("encoder", "dataset", "root", "videos", "split_dir", "clips", "frames", "fps", "resize", "crop",
@@ -145,6 +149,7 @@ def _shared(args) -> dict:
         given["splits"] = [s.strip() for s in args.splits.split(",") if s.strip()]
     given["encoder_args"] = parse_overrides(getattr(args, "encoder_args", []))
     given["use_cache"] = not getattr(args, "no_cache", False)
+    given["progress"] = progress_bars()
     return given
 
 
@@ -193,7 +198,8 @@ def check_suite(args) -> None:
     from ssl_video.evaluation.suite import load_suite, suite_runs
 
     suite = load_suite(args.suite)
-    suite_runs(suite, {**_shared(args), "out": args.out or f"runs/eval/{suite.name}"}, _roots(args), args.data_root,
+    out = args.out or default_out(suite.name, args.encoder)
+    suite_runs(suite, {**_shared(args), "out": out}, _roots(args), args.data_root,
                check_device=False)
 
 
@@ -214,6 +220,9 @@ def run_protocol(args) -> int:
     values = {f.key: _flag_value(f.kind, getattr(args, f"setting_{f.key}")) for f in protocol.flags}
     settings = settings_from_args(protocol, values, args.overrides)
     inputs = make_inputs(protocol, **_shared(args))
+    features = getattr(settings, "features", None)
+    if args.out is None and not inputs.encoder and features:  # eval pooling --features F: named after F
+        inputs.out = default_out(protocol.name, Path(str(features).rstrip("/")).stem)
     return _finish(lambda: protocol.run(inputs, settings), protocol.lines, inputs.out)
 
 
@@ -224,6 +233,6 @@ def run_suite(args) -> int:
 
     suite = load_suite(args.suite)
     roots = _roots(args)
-    base = {**_shared(args), "out": args.out or f"runs/eval/{suite.name}"}
+    base = {**_shared(args), "out": args.out or default_out(suite.name, args.encoder)}
     return _finish(lambda: run(suite, base, roots, args.data_root),
                    lambda combined: [markdown_table(combined["table"])], base["out"])

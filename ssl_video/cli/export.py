@@ -33,13 +33,13 @@ def run_export(args) -> int:
     import json
 
     from ssl_video.export import export_encoder
-    from ssl_video.models.io import CONFIG_FILE
+    from ssl_video.models.io import CONFIG_FILE, MODEL_CARD
 
     for directory in export_encoder(args.source, args.out, encoder=args.encoder, format=args.format,
                                     epoch=args.epoch):
         config = json.loads((directory / CONFIG_FILE).read_text())
         print(f"wrote {directory}: {config['architecture']} ({config['role']}, {config['params']:,} parameters, "
-              f"step {config['provenance'].get('step')}) -> {config['weights']} + {CONFIG_FILE}")
+              f"step {config['provenance'].get('step')}) -> {config['weights']} + {CONFIG_FILE} + {MODEL_CARD}")
         if args.format == "torchvision":
             print(f"  load: {config['torchvision']['load']}")
         else:

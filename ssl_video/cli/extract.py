@@ -57,7 +57,8 @@ def add_run_arguments(cmd) -> None:
     run.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     run.add_argument("--seed", type=int, default=0, help="initialisation seed of a zoo name (default 0)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar (there is none when stderr is not a terminal)")
 
 
 def encoder_and_protocol(args):
@@ -85,6 +86,7 @@ def encoder_and_protocol(args):
 
 
 def run_extract(args) -> int:
+    from ssl_video.cli import progress_bars
     from ssl_video.features.sliding import extract
     from ssl_video.features.videos import list_videos, parse_shard
 
@@ -94,7 +96,7 @@ def run_extract(args) -> int:
     encoder, protocol = encoder_and_protocol(args)
     summary = extract(encoder, videos, args.out, fmt=fmt, protocol=protocol, stride=args.stride, shard=shard,
                       device=args.device, batch_size=args.batch_size, workers=args.workers,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress and progress_bars())
     print(f"shard {summary['shard']}: {summary['videos']} videos: {summary['extracted']} extracted "
           f"({summary['clips']} clips), {summary['already_done']} already done, {summary['skipped']} skipped"
           + (" (unreadable: see the report)" if summary["skipped"] else ""))

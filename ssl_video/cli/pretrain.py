@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     cmd = add_command(subparsers, "pretrain", "train a recipe (STiCA, TSP, finetune, ...) in a run directory",
                       run_pretrain, EXAMPLE)
     cmd.add_argument("recipe", help="recipe YAML file (or a run's config.yaml)")
-    cmd.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=0.1")
+    cmd.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides, e.g. optim.lr=0.1")
     cmd.add_argument("--run-dir", default=None,
                      help="run directory; resumes when it holds checkpoints/last.pt (default: runs/<name>-<time>)")
     start = cmd.add_mutually_exclusive_group()

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     cmd = add_command(zoo, "show", "the full input contract (spec) and options of one encoder", run_show,
                       SHOW_EXAMPLE)
     cmd.add_argument("name", help="encoder name (see `ssl-video zoo list`) or timm:<model>")
-    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="options or input settings, e.g. width=0.5")
+    cmd.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="options or input settings, e.g. width=0.5")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
 
     cmd = add_command(zoo, "explain", "plot the share of spatial and temporal views in a CoST encoder",

@@ -59,7 +59,7 @@ from ssl_video.engine.validation import BestEpoch, validate, validation_loader
 from ssl_video.errors import CheckpointWriteError, NonFiniteLoss, UserError, one_line
 from ssl_video.files import write_json, write_text
 
-__all__ = ["train", "STOP_SIGNALS"]
+__all__ = ["train", "check_run_dir", "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -238,6 +238,18 @@ def _saved_state(run: RunDir, config: dict, world: int, resume: str | Path = "au
         raise UserError(f"--resume {resume}: no checkpoint there (a checkpoint file, or a run directory holding "
                         "checkpoints/last.pt)")
     return None, load_checkpoint(path)
+
+
+def check_run_dir(recipe, run_dir: str | Path, flags: dict | None = None) -> None:
+    """Refuse (one-line :class:`UserError`) a recipe that :func:`train` would refuse to resume ``run_dir`` with,
+    from the run's ``config.yaml`` (no checkpoint is loaded): what a caller checks before slow work of its own
+    (``eval finetune`` before it opens every video)."""
+    from ssl_video.config import read_yaml
+    from ssl_video.recipe import recipe_dict
+
+    run = RunDir(Path(run_dir))
+    if run.config.is_file():
+        check_resume(read_yaml(run.config), recipe_dict(recipe), run.root, what="config.yaml", flags=flags)
 
 
 def _start_from(method, optimizer, initial: dict, source, log) -> None:

@@ -39,6 +39,7 @@ from ssl_video.evaluation.settings import FinetuneSettings
 __all__ = ["FinetuneSettings", "DEFAULT_RECIPE", "spatial_crop_boxes", "ViewDataset", "average_view_scores",
            "split_fields", "split_recipe", "check_recipe", "score_videos", "run_finetune"]
 
+FINETUNE_FLAGS = {"run_dir": "--out"}  # the option a refused resume names (eval finetune has no --run-dir)
 
 
 # ---------------------------------------------------------------------------------------------- test views
@@ -185,7 +186,7 @@ def _run_split(inputs, settings, split, recipe, layout, protocol, unreadable: di
         saved = json.loads(stored.read_text())
         if saved.get("recipe") == to_dict(recipe) and saved.get("test") == test_settings:
             return {**saved["result"], "status": "completed", "reused": True}
-    summary = train(recipe, run_dir, flags={"run_dir": "--out"})
+    summary = train(recipe, run_dir, flags=FINETUNE_FLAGS)
     if summary["status"] != "completed":
         return {"status": summary["status"], "step": summary["step"], "total_steps": summary["total_steps"]}
 
@@ -230,6 +231,7 @@ def run_finetune(inputs, settings: FinetuneSettings | None = None) -> dict:
     """
     from ssl_video.config import to_dict
     from ssl_video.data.check import check_dataset
+    from ssl_video.engine.trainer import check_run_dir
     from ssl_video.evaluation.runner import resolve_inputs, split_summary, write_split_report
 
     settings = settings or FinetuneSettings()
@@ -238,6 +240,8 @@ def run_finetune(inputs, settings: FinetuneSettings | None = None) -> dict:
     layout, splits, encoder, protocol = resolve_inputs(inputs)
     # every split's recipe first: a bad override fails before any video is opened
     recipes = {s: split_recipe(inputs, settings, s, protocol, encoder, len(layout.classes)) for s in splits}
+    for s, recipe in recipes.items():  # ... and an OUT that holds runs of other settings, too
+        check_run_dir(recipe, Path(inputs.out) / f"split_{s}", flags=FINETUNE_FLAGS)
     check = check_dataset(inputs.dataset, root=inputs.root, videos=inputs.videos, splits=inputs.split_dir,
                           progress=inputs.progress)
     bad = {p: "missing file" for p in check["missing"]}

@@ -130,8 +130,8 @@ def make_inputs(protocol: Protocol, check_device: bool = True, **given):
     from ssl_video.evaluation.runner import EvalInputs
 
     values = {**protocol.defaults, **{k: v for k, v in given.items() if v is not None}}
-    if "out" not in values and values.get("encoder") and values.get("dataset"):
-        values["out"] = default_out(protocol.name, values["encoder"], values["dataset"])
+    if "out" not in values and values.get("encoder"):
+        values["out"] = default_out(protocol.name, values["encoder"], values.get("dataset", ""))
     values.setdefault("out", f"runs/eval/{protocol.name}")
     values.setdefault("dataset", "")
     values.setdefault("encoder", "")
@@ -147,12 +147,13 @@ def make_inputs(protocol: Protocol, check_device: bool = True, **given):
     return EvalInputs(**{k: v for k, v in values.items() if k in _EVAL_FIELDS})
 
 
-def default_out(protocol: str, encoder: str, dataset: str) -> str:
-    """``runs/eval/<protocol>/<encoder>-<dataset>``: one report directory per encoder and dataset, so that
-    evaluating the next encoder never replaces the previous one's report."""
+def default_out(protocol: str, encoder: str, dataset: str = "") -> str:
+    """``runs/eval/<protocol>/<encoder>-<dataset>`` (``<encoder>`` alone without a dataset: ``eval temporal``, a
+    suite; the feature file's name for ``eval pooling --features``): one report directory per encoder and
+    dataset, so that evaluating the next encoder never replaces the previous one's report."""
     name = Path(str(encoder).rstrip("/")).name or str(encoder)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return f"runs/eval/{protocol}/{safe}-{dataset}"
+    return f"runs/eval/{protocol}/{safe}-{dataset}" if dataset else f"runs/eval/{protocol}/{safe}"
 
 
 _EVAL_FIELDS = ("encoder", "dataset", "root", "videos", "split_dir", "splits", "encoder_args", "seed", "clips",

@@ -19,12 +19,12 @@ __all__ = ["VideoRecord", "DatasetLayout", "read_list_file", "find_videos", "req
 
 # how each caller names a dataset's three locations (root, or videos + splits) in its hints
 RECIPE_NAMES = {"root": "data.root=DIR", "videos": "data.videos=DIR", "splits": "data.splits=DIR"}
-CHECK_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--splits DIR"}
+CHECK_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--split-dir DIR"}
 EVAL_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--split-dir DIR"}
 
 
 def location_hint(dataset: str, names: dict[str, str] | None, holding: str, splits: bool = True) -> str:
-    """``"<dataset>: give --root DIR (holding ...) or --videos DIR and --splits DIR"`` in the caller's words."""
+    """``"<dataset>: give --root DIR (holding ...) or --videos DIR and --split-dir DIR"`` in the caller's words."""
     n = {**RECIPE_NAMES, **(names or {})}
     alternative = f"{n['videos']} and {n['splits']}" if splits else n["videos"]
     return f"{dataset}: no location given: give {n['root']} ({holding}) or {alternative}"
