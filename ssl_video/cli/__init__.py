@@ -39,12 +39,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"ssl-video: error: {where}{message} (see {self.prog} --help)\n")
 
 
-def progress_bars() -> bool:
-    """Whether a command draws progress bars: only on a terminal. In a file or a pipe (Slurm logs, ``| tee``)
-    a bar is a stream of carriage-return redraws; the command's summary lines say what was done."""
-    return sys.stderr.isatty()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="ssl-video",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ssl_video.cli import add_command, add_group, progress_bars
+from ssl_video.cli import add_command, add_group
 from ssl_video.errors import UserError
 
 SYNTH_EXAMPLE = """example:
@@ -106,7 +106,7 @@ def run_synth(args) -> int:
         args.out, classes=args.classes, videos_per_class=args.videos_per_class, seconds=args.seconds,
         fps=args.fps, size=tuple(args.size), no_audio_fraction=args.no_audio_fraction, seed=args.seed,
         sample_rate=args.sample_rate, workers=args.workers, amplitude_px=tuple(args.amplitude),
-        progress=progress_bars(),
+        progress=True,
     )
     print(f"wrote {summary['videos']} videos of {summary['classes']} classes to {args.out} "
           f"({summary['videos_without_audio']} without audio)")
@@ -122,7 +122,7 @@ def run_synth_untrimmed(args) -> int:
     summary = generate_untrimmed_dataset(
         args.out, videos=args.videos, classes=args.classes, seconds=args.seconds, fps=args.fps,
         size=tuple(args.size), segment_seconds=tuple(args.segment_seconds), gap_seconds=tuple(args.gap_seconds),
-        val_fraction=args.val_fraction, seed=args.seed, workers=args.workers, progress=progress_bars(),
+        val_fraction=args.val_fraction, seed=args.seed, workers=args.workers, progress=True,
     )
     for split, counts in summary["splits"].items():
         print(f"{split}: {counts['videos']} videos, {counts['action_segments']} action and "
@@ -139,7 +139,7 @@ def run_check(args) -> int:
     from ssl_video.data.check import check_dataset, format_check
 
     report = check_dataset(args.dataset, root=args.root, videos=args.videos, splits=args.splits,
-                           workers=args.workers, progress=not args.json and progress_bars())
+                           workers=args.workers, progress=not args.json)
     if args.json:
         print(json.dumps(report))
     else:

@@ -37,14 +37,13 @@ def run_demo(args) -> int:
     from ssl_video.threads import configure
 
     configure(workers=1)  # before torch starts: thread count and wait policy (the recipe's one loader worker)
-    from ssl_video.cli import progress_bars
     from ssl_video.demo import DemoSettings, demo_table
     from ssl_video.demo import run_demo as run
 
     settings = DemoSettings(out=Path(args.out), seed=args.seed, recipe=Path(args.recipe) if args.recipe else None,
                             overrides=list(args.overrides), eval_videos_per_class=args.videos_per_class,
                             pretrain_videos_per_class=args.pretrain_videos_per_class, workers=args.workers,
-                            progress=progress_bars())
+                            progress=True)
     report = run(settings)
     print("\nLinear probe on the synthetic evaluation set (top-1, 3 splits):\n")
     print(demo_table(report))

@@ -139,7 +139,6 @@ def _flag_value(kind: str, raw):
 
 def _shared(args) -> dict:
     """The shared groups' values (absent groups and unset flags are left out: the protocol's defaults)."""
-    from ssl_video.cli import progress_bars
     from ssl_video.config import parse_overrides
 
     names = ("encoder", "dataset", "root", "videos", "split_dir", "clips", "frames", "fps", "resize", "crop",
@@ -149,7 +148,7 @@ def _shared(args) -> dict:
         given["splits"] = [s.strip() for s in args.splits.split(",") if s.strip()]
     given["encoder_args"] = parse_overrides(getattr(args, "encoder_args", []))
     given["use_cache"] = not getattr(args, "no_cache", False)
-    given["progress"] = progress_bars()
+    given["progress"] = True
     return given
 
 

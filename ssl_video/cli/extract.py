@@ -86,7 +86,6 @@ def encoder_and_protocol(args):
 
 
 def run_extract(args) -> int:
-    from ssl_video.cli import progress_bars
     from ssl_video.features.sliding import extract
     from ssl_video.features.videos import list_videos, parse_shard
 
@@ -96,7 +95,7 @@ def run_extract(args) -> int:
     encoder, protocol = encoder_and_protocol(args)
     summary = extract(encoder, videos, args.out, fmt=fmt, protocol=protocol, stride=args.stride, shard=shard,
                       device=args.device, batch_size=args.batch_size, workers=args.workers,
-                      progress=not args.no_progress and progress_bars())
+                      progress=not args.no_progress)
     print(f"shard {summary['shard']}: {summary['videos']} videos: {summary['extracted']} extracted "
           f"({summary['clips']} clips), {summary['already_done']} already done, {summary['skipped']} skipped"
           + (" (unreadable: see the report)" if summary["skipped"] else ""))

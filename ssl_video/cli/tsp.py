@@ -30,7 +30,6 @@ def register(subparsers) -> None:
 def run_gvf(args) -> int:
     import os
 
-    from ssl_video.cli import progress_bars
     from ssl_video.cli.extract import encoder_and_protocol
     from ssl_video.data.datasets.base import require_dir
     from ssl_video.data.datasets.tsp import read_metadata_csv, video_key
@@ -43,7 +42,7 @@ def run_gvf(args) -> int:
     encoder, protocol = encoder_and_protocol(args)
     summary = compute_gvf(encoder, videos, args.out, protocol=protocol, stride=args.stride, device=args.device,
                           batch_size=args.batch_size, workers=args.workers,
-                          progress=not args.no_progress and progress_bars())
+                          progress=not args.no_progress)
     print(f"wrote {summary['written']} global video features ({summary['dim']}-d) to {summary['out']}"
           + (f"; {summary['skipped']} unreadable video(s) skipped: {', '.join(sorted(summary['skipped_videos']))}"
              if summary["skipped"] else ""))

@@ -6,6 +6,7 @@ import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
+from ssl_video.console import track
 from ssl_video.data.datasets import CHECK_FLAGS, load_layout
 from ssl_video.data.media import MediaError, probe
 
@@ -37,12 +38,8 @@ def check_dataset(name: str, root: str | None = None, videos: str | None = None,
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        iterator = pool.map(_probe, present)
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(iterator, total=len(present), desc="checking videos", unit="video", leave=False)
-        results = list(iterator)
+        results = list(track(pool.map(_probe, present), total=len(present), desc="checking videos", unit="video",
+                             enabled=progress))
     infos = [info for _, info, _ in results if info is not None]
     unreadable = [{"path": path, "reason": reason} for path, info, reason in results if info is None]
     per_split = {

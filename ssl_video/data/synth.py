@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ssl_video.console import track
 from ssl_video.errors import UserError
 from ssl_video.files import write_atomic, write_text
 
@@ -346,6 +346,17 @@ def _render_and_write(job: dict[str, Any]) -> str:
     return job["file"]
 
 
+def render_all(render, jobs: list[dict[str, Any]], workers: int, desc: str, progress: bool, chunksize: int = 1) -> None:
+    """Run ``render`` on every job, in ``workers`` processes when more than one, counting videos as they finish."""
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in track(pool.map(render, jobs, chunksize=chunksize), len(jobs), desc, "video", progress):
+                pass
+    else:
+        for _ in track(map(render, jobs), len(jobs), desc, "video", progress):
+            pass
+
+
 def generate_synthetic_dataset(
     out: str | Path,
     classes: int = 8,
@@ -408,18 +419,7 @@ def generate_synthetic_dataset(
     for name in names:
         (video_root / name).mkdir(parents=True, exist_ok=True)
 
-    bar = tqdm(total=len(jobs), desc="synth videos", unit="video", disable=not progress)
-    try:
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_render_and_write, jobs, chunksize=4):
-                    bar.update()
-        else:
-            for job in jobs:
-                _render_and_write(job)
-                bar.update()
-    finally:
-        bar.close()
+    render_all(_render_and_write, jobs, workers, "synth videos", progress, chunksize=4)
 
     num_groups = len(_group_sizes(videos_per_class))
     _write_splits(list_dir, names, rows, num_groups)

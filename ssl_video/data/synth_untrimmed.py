@@ -7,7 +7,6 @@ plus the metadata and ground-truth CSVs per split.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +77,7 @@ def generate_untrimmed_dataset(out: str | Path, videos: int = 24, classes: int =
     random class of :func:`ssl_video.data.synth.class_names`) and background gaps (``gap_seconds``), starting
     with either; every piece is a freshly drawn scene. Video ``i`` depends only on ``(seed, i)``.
     """
-    from tqdm.auto import tqdm
-
-    from ssl_video.data.synth import _check_classes, _check_size, class_names
+    from ssl_video.data.synth import _check_classes, _check_size, class_names, render_all
 
     _check_classes(classes)
     size = _check_size(size)
@@ -106,18 +103,7 @@ def generate_untrimmed_dataset(out: str | Path, videos: int = 24, classes: int =
         segments.append([Segment(video_key(filename), filename, first / fps, end / fps,
                                  names[cls] if cls >= 0 else "", cls >= 0, duration, float(fps), num_frames)
                          for first, end, cls in pieces])
-    bar = tqdm(total=videos, desc="untrimmed videos", unit="video", disable=not progress)
-    try:
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_render_untrimmed, jobs):
-                    bar.update()
-        else:
-            for job in jobs:
-                _render_untrimmed(job)
-                bar.update()
-    finally:
-        bar.close()
+    render_all(_render_untrimmed, jobs, workers, "untrimmed videos", progress)
     val = min(videos - 1, max(1, round(val_fraction * videos))) if val_fraction > 0 and videos > 1 else 0
     splits = {"train": list(range(videos - val)), "val": list(range(videos - val, videos))}
     counts = {}

@@ -259,7 +259,8 @@ def train_classifier(
     """Train ``model`` in place (``audio``: the second stream's sequences, aligned with ``x``); returns
     ``{"train_time_s", "final_loss"}``."""
     import torch
-    from tqdm.auto import tqdm
+
+    from ssl_video.console import progress as progress_counter
 
     device = resolve_device(settings.device)
     model.to(device).train()
@@ -270,8 +271,8 @@ def train_classifier(
     start = time.perf_counter()
     seen = 0  # training examples before this step: the staircase lr decay counts them (official train.py)
     penalty = getattr(model, "l2_penalty", None) if settings.moe_l2 > 0 else None
-    bar = tqdm(range(settings.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-    for _ in bar:
+    bar = progress_counter(settings.epochs, desc, "epoch", enabled=progress)
+    for _ in range(settings.epochs):
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, rng):
             yb = targets[idx].to(device)
@@ -292,6 +293,8 @@ def train_classifier(
             count += len(idx)
         loss_value = total / max(count, 1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
+        bar.update()
+    bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return {"train_time_s": time.perf_counter() - start, "final_loss": loss_value}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
+from ssl_video.console import track
 from ssl_video.data.bad_files import BadFiles
 
 __all__ = ["run_batches", "clip_loader"]
@@ -41,9 +42,7 @@ def run_batches(model: torch.nn.Module, loader: Iterable[dict], device: torch.de
     model = model.to(device).eval()
     run = forward or model
     if progress:
-        from tqdm.auto import tqdm
-
-        loader = tqdm(loader, total=len(loader), desc=desc, unit="batch", leave=False)
+        loader = track(loader, len(loader), desc, "batch")
     for batch in loader:
         bad_files.update(batch.get("skipped") or [])
         if "video" in batch:

@@ -100,8 +100,8 @@ def iter_clip_features(model: torch.nn.Module, videos: list[VideoItem], protocol
     """Yields ``(key, features [num_clips, F] float32, start times)`` per readable video, as videos finish
     (not in list order with workers > 1); every unreadable video goes to ``bad_files`` under its key."""
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
+    from ssl_video.console import progress as progress_counter
     from ssl_video.device import resolve_device
     from ssl_video.features.extraction import run_batches
 
@@ -112,7 +112,7 @@ def iter_clip_features(model: torch.nn.Module, videos: list[VideoItem], protocol
     loader = DataLoader(_ChunkStream(videos, protocol, stride_seconds, batch_size), batch_size=None,
                         num_workers=workers, persistent_workers=False)
     pending: dict[str, tuple[list, list]] = {}
-    bar = tqdm(total=len(videos), desc=desc, unit="video", dynamic_ncols=True, disable=not progress)
+    bar = progress_counter(len(videos), desc, "video", enabled=progress)
     clips, started = 0, time.time()
 
     def items():
