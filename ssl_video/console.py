@@ -31,6 +31,12 @@ def on_terminal(stream: TextIO | None = None) -> bool:
         return False
 
 
+def _plural(unit: str) -> str:
+    if unit.endswith(("ch", "sh", "x")):
+        return f"{unit}es"
+    return unit if unit.endswith("s") else f"{unit}s"
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -56,7 +62,7 @@ class PlainProgress:
         print(text, file=self.stream if self.stream is not None else sys.stderr, flush=True)
 
     def line(self) -> str:
-        units = self.unit if self.n == 1 or self.unit.endswith("s") else f"{self.unit}s"
+        units = self.unit if self.n == 1 else _plural(self.unit)
         count = f"{self.n}/{self.total}" if self.total else str(self.n)
         share = f"{100 * self.n / self.total:.0f}%, " if self.total else ""
         postfix = f", {self.postfix}" if self.postfix else ""

@@ -50,3 +50,5 @@ def test_track_counts_every_item_and_names_nothing_counted(capsys):
     assert capsys.readouterr().err.splitlines() == ["[ssl-video] checking videos: 3/3 videos (100%, 0s)"]
     assert list(track([], desc="nothing")) == []
     assert capsys.readouterr().err == ""
+    assert len(list(track(range(2), desc="features", unit="batch"))) == 2
+    assert capsys.readouterr().err == "[ssl-video] features: 2/2 batches (100%, 0s)\n"
