@@ -308,6 +308,10 @@ def test_eval_hints_name_eval_flags(tmp_path, capsys, monkeypatch):
     # mutation: EVAL_FLAGS not passed in resolve_inputs -> "--splits DIR" (a list of split numbers in eval)
     assert_refused(code, err, "--root DIR", "--split-dir DIR")
     assert tree(tmp_path) == []
+    # half of the pair: the line says which half is missing (mutation: given not passed -> "no location given")
+    code, _, err = run_cli(["eval", "linear-probe", "--encoder", "r3d_18", "--dataset", "ucf101", "--videos",
+                            str(tmp_path)], capsys)
+    assert_refused(code, err, "--videos was given without --split-dir", "--root DIR")
 
 
 @pytest.mark.parametrize("argv, out", [

@@ -15,7 +15,7 @@ from ssl_video.errors import UserError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ogv", ".3gp")
 
 __all__ = ["VideoRecord", "DatasetLayout", "read_list_file", "find_videos", "require_dir", "VIDEO_EXTENSIONS",
-           "RECIPE_NAMES", "CHECK_FLAGS", "EVAL_FLAGS", "location_hint", "official_dirs"]
+           "RECIPE_NAMES", "CHECK_FLAGS", "EVAL_FLAGS", "location_hint", "given_half", "official_dirs"]
 
 # how each caller names a dataset's three locations (root, or videos + splits) in its hints
 RECIPE_NAMES = {"root": "data.root=DIR", "videos": "data.videos=DIR", "splits": "data.splits=DIR"}
@@ -23,11 +23,22 @@ CHECK_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--spli
 EVAL_FLAGS = {"root": "--root DIR", "videos": "--videos DIR", "splits": "--split-dir DIR"}
 
 
-def location_hint(dataset: str, names: dict[str, str] | None, holding: str, splits: bool = True) -> str:
-    """``"<dataset>: give --root DIR (holding ...) or --videos DIR and --split-dir DIR"`` in the caller's words."""
+def location_hint(dataset: str, names: dict[str, str] | None, holding: str, splits: bool = True,
+                  given: str | None = None) -> str:
+    """``"<dataset>: give --root DIR (holding ...) or --videos DIR and --split-dir DIR"`` in the caller's words;
+    ``given`` ("videos" or "splits") names the one of the pair the caller gave without the other."""
     n = {**RECIPE_NAMES, **(names or {})}
     alternative = f"{n['videos']} and {n['splits']}" if splits else n["videos"]
+    if given in ("videos", "splits") and splits:
+        missing = "splits" if given == "videos" else "videos"
+        return (f"{dataset}: {n[given].split()[0]} was given without {n[missing].split()[0]}: give both "
+                f"({alternative}), or {n['root']} ({holding})")
     return f"{dataset}: no location given: give {n['root']} ({holding}) or {alternative}"
+
+
+def given_half(videos: str | None, splits: str | None) -> str | None:
+    """Which of the (videos, splits) pair was given alone, if one was."""
+    return "videos" if videos is not None else "splits" if splits is not None else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,8 @@ def official_dirs(dataset: str, root: str | None, videos: str | None, splits: st
                   layout: tuple[str, str], names: dict[str, str] | None = None) -> tuple[Path, Path]:
     """The videos and split directories: given explicitly, or ``layout``'s two folders under ``root``."""
     if root is None and (videos is None or splits is None):
-        raise UserError(location_hint(dataset, names, f"holding {layout[0]}/ and {layout[1]}/"))
+        raise UserError(location_hint(dataset, names, f"holding {layout[0]}/ and {layout[1]}/",
+                                      given=given_half(videos, splits)))
     return (require_dir(videos or Path(root) / layout[0], f"{dataset} videos directory"),
             require_dir(splits or Path(root) / layout[1], f"{dataset} split directory"))
 

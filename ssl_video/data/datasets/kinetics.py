@@ -12,7 +12,14 @@ import csv
 import os
 from pathlib import Path
 
-from ssl_video.data.datasets.base import DatasetLayout, VideoRecord, find_videos, location_hint, require_dir
+from ssl_video.data.datasets.base import (
+    DatasetLayout,
+    VideoRecord,
+    find_videos,
+    given_half,
+    location_hint,
+    require_dir,
+)
 from ssl_video.errors import UserError
 
 _CSV_NAMES = {"train": ("train.csv",), "val": ("validate.csv", "val.csv", "valid.csv"), "test": ("test.csv",)}
@@ -46,7 +53,8 @@ def _segment_name(row: dict) -> str:
 def load(root: str | None = None, videos: str | None = None, splits: str | None = None,
          names: dict[str, str] | None = None) -> DatasetLayout:
     if root is None and (videos is None or splits is None):
-        raise UserError(location_hint("kinetics", names, "CSV files and videos"))
+        raise UserError(location_hint("kinetics", names, "CSV files and videos",
+                                      given=given_half(videos, splits)))
     videos_dir = require_dir(videos or root, "kinetics videos directory")
     splits_dir = require_dir(splits or root, "kinetics annotation directory")
     csvs = _find_csvs(splits_dir)
