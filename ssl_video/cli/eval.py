@@ -25,7 +25,7 @@ EPILOG = """examples:
 
 SUITE_EPILOG = """examples:
   ssl-video eval suite eval/linear_probe.yaml --encoder encoders/x --root ucf101=/data/ucf101 --root hmdb51=/data/hmdb51
-  ssl-video eval suite eval/smoke_synthetic.yaml --encoder encoders/x --root synthetic=demo_out/data
+  ssl-video eval suite eval/smoke_synthetic.yaml --encoder demo_out/encoder --root synthetic=demo_out/data/eval
   ssl-video eval suite eval/retrieval.yaml --encoder r2plus1d_18 --data-root /data   (/data/ucf101, /data/hmdb51)
 
 Runs every entry of the suite on one encoder; each writes its own report under OUT/<entry>/, and
