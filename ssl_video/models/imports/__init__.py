@@ -67,6 +67,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _allowed_globals() -> list:
+    """What published checkpoints hold beside tensors and plain containers, and may be rebuilt: the
+    argparse.Namespace that GDT's and TSP's training scripts save as ``args`` (a holder of attributes), and the
+    numpy scalars and numeric arrays of an MMCV ``meta`` (a best score, an iteration count). Each is data; a
+    numpy array of Python objects, or any other class, is still refused."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    numeric = [type(np.dtype(code)) for code in "?bhilqpBHILQPefdgFDG"]
+    allowed: list = [argparse.Namespace, np.dtype, np.ndarray, *numeric]
+    for name in ("scalar", "_reconstruct"):  # files written under numpy 1 name the module numpy.core
+        allowed += [getattr(multiarray, name), (getattr(multiarray, name), f"numpy.core.multiarray.{name}")]
+    return allowed
+
+
 def read_checkpoint(path: str | Path) -> Any:
     """The file's content: safetensors, or a torch pickle of tensors and plain containers (nothing else)."""
     import torch
@@ -83,9 +98,7 @@ def read_checkpoint(path: str | Path) -> Any:
             raise UserError(f"{path} is corrupt or truncated (not a readable safetensors file: {one_line(exc)})") \
                 from None
     try:
-        # the authors' training scripts (GDT, TSP) save their argparse.Namespace beside the weights: a plain
-        # holder of attributes, allowed; any other class is refused
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if any(mark in str(exc) for mark in ("Unsupported global", "GLOBAL", "safe_globals")):
