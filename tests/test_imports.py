@@ -449,6 +449,27 @@ def test_timm_checkpoint_into_the_frame_level_encoder(tmp_path):
 # ---------------------------------------------------------------------------------------------- errors
 
 
+def test_numpy_meta_written_under_numpy_1_or_2_is_read(tmp_path):
+    # catches: the numpy 1 module name (numpy.core.multiarray) missing from the classes the reader rebuilds
+    # (an MMCV checkpoint written before numpy 2 names its scalars that way)
+    import zipfile
+
+    from ssl_video.models.imports import read_checkpoint
+
+    torch.save({"meta": {"best_score": np.float64(0.5), "shape": np.arange(2.0)}, "w": torch.ones(1)},
+               tmp_path / "numpy2.pth")
+    with zipfile.ZipFile(tmp_path / "numpy2.pth") as source, zipfile.ZipFile(tmp_path / "numpy1.pth", "w") as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.endswith("data.pkl"):  # the module name numpy 1 wrote
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            out.writestr(item, data)
+    for name in ("numpy2.pth", "numpy1.pth"):
+        meta = read_checkpoint(tmp_path / name)["meta"]
+        assert meta["best_score"] == 0.5 and meta["shape"].tolist() == [0.0, 1.0]
+
+
 class Opaque:
     """A class of the caller's own: unpickling it would run the caller's code."""
 
