@@ -226,10 +226,7 @@ def _saved_state(run: RunDir, config: dict, world: int, resume: str | Path = "au
                             f"this start has {world} (the global batch would change): start it with "
                             f"{saved['world_size']} process(es)")
         return saved, None
-    if run.config.is_file():  # started before but stopped ahead of its first checkpoint
-        from ssl_video.config import read_yaml
-
-        check_resume(read_yaml(run.config), config, run.root, what="config.yaml", runtime=runtime, flags=flags)
+    _check_saved_config(run, config, runtime, flags)  # started before but stopped ahead of its first checkpoint
     if resume == "auto":
         return None, None
     source = Path(resume)
@@ -244,12 +241,17 @@ def check_run_dir(recipe, run_dir: str | Path, flags: dict | None = None) -> Non
     """Refuse (one-line :class:`UserError`) a recipe that :func:`train` would refuse to resume ``run_dir`` with,
     from the run's ``config.yaml`` (no checkpoint is loaded): what a caller checks before slow work of its own
     (``eval finetune`` before it opens every video)."""
-    from ssl_video.config import read_yaml
     from ssl_video.recipe import recipe_dict
 
-    run = RunDir(Path(run_dir))
+    _check_saved_config(RunDir(Path(run_dir)), recipe_dict(recipe), RUNTIME_KEYS, flags)
+
+
+def _check_saved_config(run: RunDir, config: dict, runtime: tuple, flags: dict | None) -> None:
+    """The run's ``config.yaml`` (when there is one) against ``config``: one-line refusal naming what differs."""
     if run.config.is_file():
-        check_resume(read_yaml(run.config), recipe_dict(recipe), run.root, what="config.yaml", flags=flags)
+        from ssl_video.config import read_yaml
+
+        check_resume(read_yaml(run.config), config, run.root, what="config.yaml", runtime=runtime, flags=flags)
 
 
 def _start_from(method, optimizer, initial: dict, source, log) -> None:
