@@ -359,7 +359,9 @@ def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: 
         samples = decoder.get_samples_played_in_range(lo, hi)
     except Exception as exc:
         raise MediaError(path, f"cannot decode audio: {_one_line(exc)}") from None
-    data = samples.data.mean(dim=0) if samples.data.dim() == 2 else samples.data
+    data = samples.data
+    if data.dim() == 2:  # the decoder already mixes to one channel: take it (a mean would copy)
+        data = data[0] if data.shape[0] == 1 else data.mean(dim=0)
     offset = int(round((float(samples.pts_seconds) - start) * sample_rate))
     src_lo, dst_lo = max(0, -offset), max(0, offset)
     count = min(length - dst_lo, data.numel() - src_lo)
