@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ssl_video.data.clip_dataset import ClipDataset
 from ssl_video.data.datasets.base import VideoRecord
@@ -93,6 +94,59 @@ def test_video_filter_leaving_nothing_is_a_user_error(screened_videos):
     cfg = ClipConfig(frames=4, fps=10, require_audio=True, min_seconds=1.1)
     with pytest.raises(UserError, match="passes the filter"):
         ClipDataset([VideoRecord(path=paths["no_audio"], label=0, video_id="v")], cfg, train=True, log=lambda m: None)
+
+
+def test_header_durations_drop_a_stream_without_one_as_valid_video_does(tmp_path):
+    # official (GDT datasets/AVideoDataset.py valid_video): ffprobe's stream 'duration' of both streams, compared
+    # with `> 1.1`; a stream without the field (MKV) makes float() raise inside the try, and the video is dropped.
+    # By hand from the container: an MP4 writes stream durations (kept, 2 s), an MKV does not (dropped).
+    # catches: screen_durations ignored (the MKV kept), content lengths compared in header mode, a missing header
+    # duration replaced by the video's in header mode
+    from ssl_video.data.clip_dataset import screen_reason
+    from ssl_video.data.media import probe
+
+    mp4 = _video(tmp_path / "a.mp4", 2.0, 2.0)
+    mkv = _video(tmp_path / "a.mkv", 2.0, 2.0)
+    assert probe(mp4, decode=False).header_duration == pytest.approx(2.0)
+    assert probe(mkv, decode=False).header_duration is None  # what ffprobe reports: no stream duration
+    assert screen_reason(mp4, True, 1.1, "header") is None
+    assert screen_reason(mkv, True, 1.1, "header") == "no duration"
+    assert screen_reason(mkv, True, 1.1, "content") is None  # ours: the frames give the length
+
+
+def test_header_durations_are_the_lengths_compared(monkeypatch):
+    # catches: header mode still comparing the content lengths (here 3 s of frames, a 1.0 s header)
+    from ssl_video.data import clip_dataset
+    from ssl_video.data.media import MediaInfo
+
+    fields = {f: None for f in MediaInfo.__dataclass_fields__}
+    info = MediaInfo(**{**fields, "duration": 3.0, "audio_duration": 3.0, "has_audio": True,
+                        "header_duration": 1.0, "audio_header_duration": 3.0})
+    monkeypatch.setattr(clip_dataset, "probe", lambda path, decode=True: info)
+    assert clip_dataset.screen_reason("x.mp4", True, 1.1, "header") == "short"
+    assert clip_dataset.screen_reason("x.mp4", True, 1.1, "content") is None
+
+
+def test_audio_overrun_shift_ends_the_window_with_the_stream(tmp_path):
+    # official (GDT datasets/audio_utils.py get_spec): with N = sr * num_sec samples from the clip start,
+    # `if start + N > len(wav): start = len(wav) - N`, i.e. the window wav[len(wav) - N:]. By hand: the whole
+    # audio stream decoded once, its last N samples. The video lasts 3 s, the audio 2 s (a ramp, so every sample
+    # says where it is); the clip at 1.5 s asks for [1.5, 2.5).
+    # catches: the switch ignored (half the window zeros), a shift by the wrong amount, audio_start not moved
+    from ssl_video.data.media import read_audio, read_clip
+
+    sr = 16000
+    ramp = np.linspace(-0.5, 0.5, 2 * sr, dtype=np.float32)
+    frames = np.zeros((30, 32, 32, 3), np.uint8)
+    path = str(write_video(tmp_path / "v.mp4", frames, 10, audio=ramp, sample_rate=sr))
+    whole, _ = read_audio(path, 0.0, 2.0, sr)
+    zeros = read_clip(path, 1.5, 10, 10.0, audio_rate=sr)
+    shifted = read_clip(path, 1.5, 10, 10.0, audio_rate=sr, audio_overrun="shift")
+    assert zeros.audio[sr // 2 + 200:].abs().max() == 0  # past the stream's end: silence
+    assert shifted.audio_start == pytest.approx(1.0)
+    torch.testing.assert_close(shifted.audio, whole[-sr:], atol=1e-4, rtol=0)
+    inside = read_clip(path, 0.5, 10, 10.0, audio_rate=sr, audio_overrun="shift")  # nothing to shift
+    torch.testing.assert_close(inside.audio, read_clip(path, 0.5, 10, 10.0, audio_rate=sr).audio)
 
 
 # ---------------------------------------------------------------------------------------------- TSP
@@ -219,7 +273,7 @@ def test_moe_l2_penalty_is_slim_l2_regularizer_on_weights():
     torch.manual_seed(0)
     moe = MixtureOfExperts(5, 3, 2, gate_bias=False)
     by_hand = sum(float((w.detach() ** 2).sum()) for w in (moe.gates.weight, moe.experts_fc.weight)) / 2
-    assert moe.gates.bias is None and abs(float(moe.l2_penalty()) - by_hand) < 1e-6
+    assert moe.gates.bias is None and abs(float(moe.l2_penalty().detach()) - by_hand) < 1e-6
 
 
 def test_netfv_global_second_order_by_hand():

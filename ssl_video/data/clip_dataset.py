@@ -38,12 +38,17 @@ from ssl_video.recipe.data import ClipConfig
 __all__ = ["ClipDataset", "collate_clips", "screen_records", "screen_reason"]
 
 
-def screen_reason(path: str, require_audio: bool, min_seconds: float) -> str | None:
-    """Why a video fails the filter (``"unreadable"``, ``"no audio"``, ``"short"``), or None when it passes.
+def screen_reason(path: str, require_audio: bool, min_seconds: float,
+                  durations: Literal["content", "header"] = "content") -> str | None:
+    """Why a video fails the filter (``"unreadable"``, ``"no audio"``, ``"no duration"``, ``"short"``), or None
+    when it passes.
 
     As the official STiCA dataset (``valid_video``): it needs an audio stream (``require_audio``) and both
-    streams must last more than ``min_seconds`` (strictly). A stream whose duration the container does not
-    give is taken to last as long as the video stream.
+    streams must last more than ``min_seconds`` (strictly). ``durations="content"``: the video stream's length
+    is what its frames span, and an audio stream whose duration the container does not give is taken to last
+    as long as the video. ``"header"`` (official: ffprobe's stream ``duration``): both lengths are the
+    container header's, and a stream without one fails as ``"no duration"`` (the official ``float()`` of the
+    missing field raises and the video is dropped; MKV and WebM streams usually carry none).
     """
     try:
         info = probe(path, decode=False)
@@ -51,19 +56,26 @@ def screen_reason(path: str, require_audio: bool, min_seconds: float) -> str | N
         return "unreadable"
     if require_audio and not info.has_audio:
         return "no audio"
-    audio = info.audio_duration if info.audio_duration is not None else info.duration
-    durations = [info.duration] + ([audio] if info.has_audio else [])
-    if min_seconds > 0 and min(durations) <= min_seconds:
+    if durations == "header":
+        video, audio = info.header_duration, info.audio_header_duration
+        if min_seconds > 0 and (video is None or (info.has_audio and audio is None)):
+            return "no duration"
+    else:
+        video = info.duration
+        audio = info.audio_duration if info.audio_duration is not None else info.duration
+    lengths = [video] + ([audio] if info.has_audio else [])
+    if min_seconds > 0 and min(lengths) <= min_seconds:
         return "short"
     return None
 
 
 def screen_records(records: list[VideoRecord], require_audio: bool, min_seconds: float,
+                   durations: Literal["content", "header"] = "content",
                    workers: int | None = None) -> tuple[list[VideoRecord], dict[str, int]]:
     """The records that pass :func:`screen_reason` (order kept) and the count dropped per reason."""
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(lambda r: screen_reason(r.path, require_audio, min_seconds), records))
+        reasons = list(pool.map(lambda r: screen_reason(r.path, require_audio, min_seconds, durations), records))
     dropped: dict[str, int] = {}
     for reason in reasons:
         if reason is not None:
@@ -83,7 +95,7 @@ class ClipDataset(Dataset):
         self.dropped: dict[str, int] = {}
         if train and (cfg.require_audio or cfg.min_seconds > 0):
             listed = len(records)
-            records, self.dropped = screen_records(records, cfg.require_audio, cfg.min_seconds)
+            records, self.dropped = screen_records(records, cfg.require_audio, cfg.min_seconds, cfg.screen_durations)
             rule = " and ".join((["an audio stream"] if cfg.require_audio else [])
                                 + ([f"both streams longer than {cfg.min_seconds:g} s"] if cfg.min_seconds > 0 else []))
             counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
@@ -115,7 +127,8 @@ class ClipDataset(Dataset):
         span = clip_span(cfg.frames, cfg.fps)
         clips = read_clips(record.path, make_sampler(cfg.sampling, span, rng), cfg.frames, cfg.fps,
                            size=cfg.decode_size, audio_rate=cfg.audio.sample_rate if cfg.audio else None,
-                           audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode)
+                           audio_seconds=cfg.audio_seconds, pad=cfg.pad, seek_mode=cfg.seek_mode,
+                           audio_overrun=cfg.audio_overrun)
         videos, audios = [], []
         for clip in clips:
             for _ in range(cfg.views):

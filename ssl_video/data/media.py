@@ -64,6 +64,8 @@ class MediaInfo:
     has_audio: bool
     audio_sample_rate: int | None
     audio_duration: float | None
+    header_duration: float | None = None  # the container header's video stream duration (None: not given)
+    audio_header_duration: float | None = None  # the same for the audio stream
 
 
 @dataclass
@@ -155,13 +157,14 @@ def probe(path: str | os.PathLike, decode: bool = True) -> MediaInfo:
             decoder.get_frame_at(n - 1)
         except Exception as exc:
             raise MediaError(path, f"cannot decode frames: {_one_line(exc)}") from None
-    audio_rate = audio_duration = None
+    audio_rate = audio_duration = audio_header = None
     has_audio = False
     audio = _audio_decoder(path, None)
     if audio is not None:
         has_audio = True
         audio_rate = int(audio.metadata.sample_rate)
         audio_duration = audio.metadata.duration_seconds
+        audio_header = audio.metadata.duration_seconds_from_header
         if decode:
             try:
                 audio.get_samples_played_in_range(0.0, min(0.1, float(audio_duration or 0.1)))
@@ -170,7 +173,13 @@ def probe(path: str | os.PathLike, decode: bool = True) -> MediaInfo:
     return MediaInfo(path=path, duration=end - begin, fps=fps, num_frames=n, width=int(meta.width),
                      height=int(meta.height), begin=begin, end=end, has_audio=has_audio,
                      audio_sample_rate=audio_rate,
-                     audio_duration=float(audio_duration) if audio_duration is not None else None)
+                     audio_duration=float(audio_duration) if audio_duration is not None else None,
+                     header_duration=_seconds(meta.duration_seconds_from_header),
+                     audio_header_duration=_seconds(audio_header))
+
+
+def _seconds(value) -> float | None:
+    return float(value) if value is not None else None
 
 
 def _audio_decoder(path: str, sample_rate: int | None):
@@ -221,12 +230,15 @@ def read_clips(
     audio_seconds: float | None = None,
     pad: Literal["repeat", "loop"] = "repeat",
     seek_mode: Literal["exact", "approximate"] = "exact",
+    audio_overrun: Literal["zeros", "shift"] = "zeros",
 ) -> list[Clip]:
     """Decode several clips of one file with a single open (see the module doc).
 
     ``starts`` are seconds from the first frame, or a function ``duration -> starts`` (e.g. a sampler
     from :mod:`ssl_video.data.sampling`). ``size``: ``int`` = short side, ``(H, W)`` = exact, ``None`` =
     native. ``audio_rate=None`` skips audio (empty tensors). ``audio_seconds=None`` = the clip's span.
+    ``audio_overrun``: the part of an audio window outside the audio stream is silence (``"zeros"``), or the
+    window moves back inside the stream (``"shift"``; see :func:`read_audio`).
     """
     path = str(path)
     _check_file(path)
@@ -257,7 +269,9 @@ def read_clips(
         if audio_rate is None:
             audio, has_audio = torch.zeros(0), False
         else:
-            audio, has_audio = _read_window(audio_decoder, path, begin + audio_start, seconds, audio_rate)
+            audio, has_audio, at = _read_window(audio_decoder, path, begin + audio_start, seconds, audio_rate,
+                                                audio_overrun)
+            audio_start = at - begin
         frame_times = torch.tensor(times, dtype=torch.float64) - _EPS
         clips.append(Clip(video=frames[k * num_frames:(k + 1) * num_frames], audio=audio, has_audio=has_audio,
                           start=float(s), frame_times=frame_times, audio_start=audio_start,
@@ -333,28 +347,38 @@ def _decode_frames(decoder, path: str, times: list[float]):
     return torch.stack(frames), None, None
 
 
-def read_audio(path: str | os.PathLike, start: float, seconds: float, sample_rate: int) -> tuple[torch.Tensor, bool]:
+def read_audio(path: str | os.PathLike, start: float, seconds: float, sample_rate: int,
+               overrun: Literal["zeros", "shift"] = "zeros") -> tuple[torch.Tensor, bool]:
     """Mono audio samples for ``[start, start + seconds)`` (absolute seconds) at ``sample_rate``.
 
-    Returns ``(samples, has_audio)``; ``samples`` always has ``round(seconds * sample_rate)`` values,
-    zeros where the window leaves the stream (or everywhere when the file has no audio).
+    Returns ``(samples, has_audio)``; ``samples`` always has ``round(seconds * sample_rate)`` values.
+    ``overrun="zeros"``: zeros where the window leaves the stream. ``"shift"`` (the official STiCA audio,
+    GDT ``get_spec``): a window that runs past the stream's end is moved back to end with it (and one before
+    its start, forward); a stream shorter than the window gives all of it, then zeros. A file without audio
+    gives zeros either way.
     """
     path = str(path)
     _check_file(path)
-    return _read_window(_audio_decoder(path, sample_rate), path, start, seconds, sample_rate)
+    samples, has_audio, _ = _read_window(_audio_decoder(path, sample_rate), path, start, seconds, sample_rate,
+                                         overrun)
+    return samples, has_audio
 
 
-def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: int) -> tuple[torch.Tensor, bool]:
+def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: int,
+                 overrun: str = "zeros") -> tuple[torch.Tensor, bool, float]:
+    """``(samples, has_audio, start)``: the window of :func:`read_audio` and where it was read from."""
     length = int(round(seconds * sample_rate))
     out = torch.zeros(length, dtype=torch.float32)
     if decoder is None:
-        return out, False
+        return out, False, start
     meta = decoder.metadata
     a_begin = float(meta.begin_stream_seconds or 0.0)
     a_end = a_begin + float(meta.duration_seconds) if meta.duration_seconds is not None else math.inf
+    if overrun == "shift":
+        start = max(a_begin, min(start, a_end - seconds))
     lo, hi = max(start, a_begin), min(start + seconds, a_end)
     if hi - lo <= 1.0 / sample_rate:
-        return out, True
+        return out, True, start
     try:
         samples = decoder.get_samples_played_in_range(lo, hi)
     except Exception as exc:
@@ -367,4 +391,4 @@ def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: 
     count = min(length - dst_lo, data.numel() - src_lo)
     if count > 0:
         out[dst_lo:dst_lo + count] = data[src_lo:src_lo + count].float()
-    return out, True
+    return out, True, start

@@ -129,6 +129,9 @@ class ClipConfig(Section):
     video: VideoAugment = field(default_factory=VideoAugment)
     audio: AudioFeatures | None = field(default_factory=AudioFeatures)
     audio_seconds: float | None = bounded(None, gt=0)  # None: the clip's own span
+    # zeros: the part of the audio window outside the audio stream is silence (ours); shift: a window past the
+    # stream's end moves back to end with it (official STiCA, GDT get_spec)
+    audio_overrun: Literal["zeros", "shift"] = "zeros"
     views: int = bounded(1, ge=1)  # augmented views of the same decoded clip (contrastive methods use 2)
     pad: Literal["repeat", "loop"] = "repeat"
     seek_mode: Literal["exact", "approximate"] = "exact"
@@ -137,6 +140,10 @@ class ClipConfig(Section):
     # whose video or audio stream lasts min_seconds or less (0: no minimum); unreadable files are dropped too
     require_audio: bool = False
     min_seconds: float = bounded(0.0, ge=0)
+    # the lengths min_seconds is compared with: content (ours: the video's frames; an audio stream without a
+    # length counts as long as the video) or header (official: the container's stream durations, ffprobe; a
+    # stream without one drops the video)
+    screen_durations: Literal["content", "header"] = "content"
 
     def check(self) -> None:
         if self.resize_mode == "fixed" and self.resize_hw is None:
