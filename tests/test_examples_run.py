@@ -116,6 +116,7 @@ PLACES = {
     "r2plus1d_18-91a641e6.pth": ("torchvision_file", "", "link"),
     "gdt_K400.pth": ("gdt_file", "", "link"),
     "r2plus1d_34-tac_on_kinetics-0547130e.pth": ("tsp_file", "", "link"),
+    "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth": ("ig65m_file", "", "link"),
     "costb_r50_k400.pth": ("mmaction2_file", "", "link"),
     "resnet50-0676ba61.pth": ("imagenet2d_file", "", "link"),
     "resnet50_a1_0-14fe96d1.pth": ("timm_file", "", "link"),
@@ -570,6 +571,21 @@ def tsp_file(base) -> Path:
     state = {k: v for k, v in tsp_r2plus1d_34_state().items() if k.startswith("features.")}
     state.update({"fc.weight": torch.randn(400, 512), "fc.bias": torch.randn(400)})
     torch.save({"model": state}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ig65m_file(base) -> Path:
+    import torch
+
+    from tests.test_imports import tsp_r2plus1d_34_state
+
+    path = base / "published" / "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"
+    path.parent.mkdir(exist_ok=True)
+    # moabitcoin/ig65m-pytorch: the same backbone as a plain state dict, with its Kinetics classifier fc
+    state = {k[len("features."):]: v for k, v in tsp_r2plus1d_34_state().items() if k.startswith("features.")}
+    state.update({"fc.weight": torch.randn(400, 512), "fc.bias": torch.randn(400)})
+    torch.save(state, path)
     return path
 
 

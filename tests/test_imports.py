@@ -17,7 +17,7 @@ import torch
 import ssl_video
 from ssl_video.cli import main
 from ssl_video.errors import UserError
-from ssl_video.models.io import resolve_encoder, save_encoder
+from ssl_video.models.io import resolve_encoder, save_encoder, save_torchvision
 
 X = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -220,6 +220,25 @@ def test_tsp_r2plus1d_34_layout_and_batchnorm_settings(tmp_path):
     heads = load_file(str(tmp_path / "enc" / "heads.safetensors"))
     assert set(heads) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
     assert torch.equal(heads["fc2.weight"], state["fc2.weight"])
+
+
+def test_ig65m_start_weights_import_by_their_published_name(tmp_path):
+    # The official TSP train.py starts from moabitcoin/ig65m-pytorch's r2plus1d_34_clip8_ft_kinetics_from_ig65m
+    # (TSP models/backbone.py): a plain VideoResNet state dict with each (2+1)D conv's own hidden width and fc.*
+    # catches: the architecture not read from that file name (a refusal asking for --arch), the plain layout
+    # mis-mapped, the torchvision export writing a file torchvision's R(2+1)D-34 cannot load
+    state = {k[len("features."):]: v for k, v in tsp_r2plus1d_34_state().items() if k.startswith("features.")}
+    state.update({"fc.weight": torch.randn(400, 512), "fc.bias": torch.randn(400)})
+    path = tmp_path / "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"
+    torch.save(state, path)
+    assert run_import("tsp", path, "--out", tmp_path / "enc") == 0
+    encoder = ssl_video.load_encoder(tmp_path / "enc")
+    assert encoder.encoder_name == "r2plus1d_34"
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert encoder.state_dict()["layer2.0.conv2.0.0.weight"].shape[0] == 288  # its own width (torchvision: 230)
+    with pytest.raises(UserError, match="separable_mid"):
+        save_torchvision(encoder, tmp_path / "tv")
 
 
 def test_tsp_small_backbones_and_bn_options_round_trip(tmp_path):

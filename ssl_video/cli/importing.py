@@ -8,7 +8,9 @@ IMPORT_EXAMPLE = """examples:
   ssl-video import torchvision r2plus1d_18-91a641e6.pth --arch r2plus1d_18 --out encoders/r2plus1d_18_k400
   ssl-video import gdt gdt_K400.pth --out encoders/gdt_k400                     (video encoder)
   ssl-video import gdt gdt_K400.pth --modality audio --out encoders/gdt_k400_audio
-  ssl-video import tsp r2plus1d_34-tac_on_kinetics-0547130e.pth --out encoders/r2plus1d_34_kinetics
+  ssl-video import tsp r2plus1d_34-tac_on_kinetics-0547130e.pth --out encoders/tac_kinetics
+  ssl-video import tsp r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth --out encoders/r2plus1d_34_kinetics
+                                                                              (where TSP training starts)
   ssl-video import mmaction2 costb_r50_k400.pth --out encoders/costb_r50
   ssl-video import imagenet2d resnet50-0676ba61.pth --variant b --out encoders/cost_r50_imagenet
   ssl-video import timm resnet50_a1_0-14fe96d1.pth --arch resnet50 --out encoders/timm_resnet50

@@ -222,9 +222,9 @@ def _check_initial_encoder(cfg: TSPConfig) -> None:
     if cfg.allow_random_init or is_encoder_directory(cfg.encoder):
         return
     raise ConfigError("tsp.encoder", f"'{cfg.encoder}' is a zoo name (random weights), and TSP starts from a "
-                      "Kinetics-pretrained encoder: ssl-video import tsp r2plus1d_34-tac_on_kinetics-0547130e.pth "
-                      "--out encoders/r2plus1d_34_kinetics, then tsp.encoder=encoders/r2plus1d_34_kinetics "
-                      "(or set tsp.allow_random_init=true)")
+                      "pretrained encoder (official: IG65M -> Kinetics R(2+1)D-34): ssl-video import tsp "
+                      "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth --out encoders/r2plus1d_34_kinetics, "
+                      "then tsp.encoder=encoders/r2plus1d_34_kinetics (or set tsp.allow_random_init=true)")
 
 
 def _encoder(cfg: TSPConfig, clip, seed: int) -> nn.Module:

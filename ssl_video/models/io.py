@@ -214,19 +214,25 @@ def save_torchvision(model, out: str | Path, provenance: dict[str, Any] | None =
     width = (model.encoder_args or {}).get("width", 1.0)
     if width != 1:
         raise UserError(f"torchvision format needs width=1 (torchvision's models have fixed widths), got {width}")
-    if (model.encoder_args or {}).get("frame_diff"):
+    args = model.encoder_args or {}
+    if args.get("frame_diff"):
         raise UserError("torchvision format cannot hold frame_diff=True (torchvision's stems take RGB only)")
+    if args.get("separable_mid") == "conv":
+        raise UserError("torchvision format cannot hold separable_mid='conv' (each (2+1)D conv with its own hidden "
+                        "width, as in the TSP and IG65M R(2+1)D-34): torchvision's Conv2Plus1D gives the two convs "
+                        "of a block one width; export in the default format instead")
     out = check_output_dir(out, "encoder directory")
     out.mkdir(parents=True, exist_ok=True)
     builder, classifier = TORCHVISION_ARCHS[name]
     weights = f"{name}.pth"
     config = _encoder_config(model, provenance, results, extra, "torchvision", weights)
-    config["torchvision"] = {
-        "builder": builder,
-        "missing_keys": list(classifier),
-        "load": f"model = {builder}; model.load_state_dict(torch.load('{weights}', weights_only=True), "
-                f"strict=False)  # only {', '.join(classifier)} stay untrained",
-    }
+    load = (f"model = {builder}; model.load_state_dict(torch.load('{weights}', weights_only=True), "
+            f"strict=False)  # only {', '.join(classifier)} stay untrained")
+    bn = {k: args[k] for k in ("bn_eps", "bn_momentum") if args.get(k) is not None}
+    if bn:  # not in a state dict: the reader sets them
+        load += ("; then on every torch.nn.BatchNorm3d: "
+                 + ", ".join(f"m.{k[3:]} = {v}" for k, v in bn.items()) + " (as trained)")
+    config["torchvision"] = {"builder": builder, "missing_keys": list(classifier), "load": load}
     state = _plain_state_dict(model)
     write_atomic(out / weights, lambda tmp: torch.save(state, tmp))
     write_json(out / CONFIG_FILE, config)

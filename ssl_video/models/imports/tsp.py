@@ -3,7 +3,8 @@
 Layout (TSP ``models/model.py``): the checkpoint's ``model`` entry holds ``features.*`` (the backbone:
 torchvision's VideoResNet names, its ``fc`` emptied) and the heads ``fc1`` (action) / ``fc2`` (region),
 or ``fc`` for one head (TAC, Kinetics). The architecture is the file name's first ``-`` field (as their
-extraction script reads it) or ``--arch``. Their R(2+1)D-34 (``models/backbone.py``) sets every BatchNorm to
+extraction script reads it; a field that starts with an architecture's name and ``_`` names it too, as in the
+IG65M release ``r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth``) or ``--arch``. Their R(2+1)D-34 (``models/backbone.py``) sets every BatchNorm to
 eps 1e-3, momentum 0.9 and gives each (2+1)D conv its own hidden width: recorded as encoder args
 (``bn_eps``, ``bn_momentum``, ``separable_mid="conv"``) so the loaded encoder behaves the same. A plain
 backbone state dict (no ``features.`` prefix, e.g. the IG65M -> Kinetics R(2+1)D-34 TSP starts from) is
@@ -29,10 +30,17 @@ TSP_INPUTS = {"frames": 16, "fps": 15.0, "crop_size": 112, "resize_size": (128, 
 HEADS = ("fc.", "fc1.", "fc2.")
 
 
+def arch_of(filename: str) -> str:
+    """The backbone a published file name names: its first ``-`` field, or the architecture that field starts
+    with (``r2plus1d_34_clip8_ft_kinetics_from_ig65m`` -> ``r2plus1d_34``)."""
+    field = filename.split("-")[0]
+    return next((arch for arch in ARCH_ARGS if field == arch or field.startswith(arch + "_")), field)
+
+
 def convert(checkpoint: Any, source: Path, options: ImportOptions) -> Imported:
     from ssl_video.models.registry import create_encoder
 
-    arch = options.arch or source.name.split("-")[0]
+    arch = options.arch or arch_of(source.name)
     if arch not in ARCH_ARGS:
         raise UserError(f"cannot tell the TSP backbone from the file name {source.name!r}: give --arch "
                         f"({', '.join(ARCH_ARGS)})")
