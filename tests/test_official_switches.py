@@ -327,7 +327,9 @@ def test_paper_preset_sets_the_published_run_and_explicit_keys_win():
     published = {"batch_size": 80, "lr": 2e-4, "clusters": 256, "hidden": 1024, "moe_l2": 1e-6, "max_clips": 300,
                  "lr_decay": 0.8, "lr_decay_examples": 4_000_000, "clip_grad": 1.0, "hidden_bn": False,
                  "gating": True, "gating_bn": True, "output_gating": "official", "moe_gate_bias": False,
-                 "input_bn": True, "netfv_second_order": "global", "clip_sampling": "with_replacement"}
+                 "input_bn": True, "netfv_second_order": "global", "clip_sampling": "with_replacement",
+                 "multilabel_loss_form": "official", "batch_norm_numerics": "official", "l2_eps": "official",
+                 "classifier_init": "official"}
     for settings in (load_settings(protocol, {"preset": "paper"}), settings_from_args(protocol, {}, ["preset=paper"])):
         assert {k: getattr(settings, k) for k in published} == published
         assert settings.head_kwargs["netfv"]["clusters"] == 128
@@ -405,6 +407,208 @@ def test_summed_binary_cross_entropy():
     p = torch.sigmoid(logits)
     want = -(y * p.log() + (1 - y) * (1 - p).log()).sum(1).mean()
     torch.testing.assert_close(classification_loss(logits, y, True, "sum"), want)
+
+
+
+def _slim_batch_norm(x, running_mean, running_var):
+    """TF-slim batch_norm in training by hand (TF 1.x, not fused; fresh gamma 1, beta 0): normalised with the biased
+    batch variance and epsilon 1e-3; moving averages with decay 0.999 of the batch mean and biased variance."""
+    mean, var = x.mean(0), ((x - x.mean(0)) ** 2).mean(0)
+    return (x - mean) / (var + 1e-3) ** 0.5, 0.999 * running_mean + 0.001 * mean, 0.999 * running_var + 0.001 * var
+
+
+def test_official_batch_norm_numerics_are_slim_batch_norm_by_hand():
+    # official: every slim.batch_norm of WILLOW frame_level_models.py (input_bn, cluster_bn, hidden1_bn, gating_bn),
+    # video_level_models.py (gating_prob_bn) and LOUPE loupe.py with the defaults decay=0.999, epsilon=0.001.
+    # catches: one BN left at PyTorch's numerics, eps 1e-5 kept, momentum 0.999 (TF's decay read as PyTorch's
+    # momentum), the unbiased variance in the moving average, padding entering the statistics
+    import torch
+
+    from ssl_video.evaluation.pooling import build_classifier
+    from ssl_video.evaluation.settings import PoolingSettings
+
+    settings = PoolingSettings(clusters=3, hidden=6, input_bn=True, hidden_bn=True, gating_bn=True,
+                               output_gating="official", batch_norm_numerics="official")
+    torch.manual_seed(0)
+    model = build_classifier("netvlad", 4, 5, settings, multilabel=True).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 5  # input, cluster assignment, hidden, gating, output gating
+    assert all((m.eps, m.momentum) == (1e-3, 1e-3) for m in norms)
+    ours = build_classifier("netvlad", 4, 5, PoolingSettings(clusters=3, hidden=6, input_bn=True), multilabel=True)
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in ours.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    # small-variance channels, so that epsilon 1e-3 against 1e-5 shows; the cluster BN sees padded (B, N, K)
+    # assignments logits, the hidden BN (B, H) rows
+    x = 0.03 * torch.randn(2, 5, 3) + torch.tensor([0.5, -1.0, 2.0])
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, False]])
+    h = 0.03 * torch.randn(7, 6) + 1.0
+    for norm, rows, valid, kwargs in ((model.pool.assign.norm, x, mask, {"mask": mask}), (model.head.norm, h, None, {})):
+        with torch.no_grad():  # moving variance 0: the batch's share (1e-3 var) is compared to its own scale
+            norm.running_mean.fill_(0.2)
+            norm.running_var.zero_()
+        before = norm.running_mean.clone(), norm.running_var.clone()
+        out = norm(rows, **kwargs)
+        want, want_mean, want_var = _slim_batch_norm(rows if valid is None else rows[valid], *before)
+        torch.testing.assert_close(out if valid is None else out[valid], want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(norm.running_mean, want_mean, atol=0, rtol=1e-5)
+        torch.testing.assert_close(norm.running_var, want_var, atol=0, rtol=1e-4)
+    assert not model.pool.assign.norm(x, mask)[~mask].any()
+
+
+def _tf_l2_normalize(v, dim: int):
+    """TF tf.nn.l2_normalize by hand: v * rsqrt(max(sum(v^2), 1e-12)), i.e. the norm floored at 1e-6."""
+    return v / torch.maximum((v ** 2).sum(dim, keepdim=True), torch.tensor(1e-12)) ** 0.5
+
+
+def test_official_l2_normalize_floors_the_norm_at_1e_minus_6():
+    # official: tf.nn.l2_normalize (epsilon 1e-12 on the squared norm) for the intra and global normalisation of
+    # LOUPE loupe.py / WILLOW frame_level_models.py NetVLAD, NetRVLAD, NetFV and SoftDBoW.
+    # catches: F.normalize kept (a tiny vector blown up to unit length), the 1e-12 floor put on the norm instead of
+    # the squared norm, the switch not reaching a head of the NetVLAD family (two streams too)
+    import torch
+
+    from ssl_video.evaluation.pooling import build_classifier
+    from ssl_video.evaluation.settings import PoolingSettings
+    from ssl_video.models.pooling import NetRVLAD, l2_normalize
+
+    tiny = torch.tensor([[3e-7, 4e-7], [3.0, 4.0]])  # squared norms 2.5e-13 (< 1e-12) and 25
+    torch.testing.assert_close(l2_normalize(tiny, 1, "official"), torch.tensor([[0.3, 0.4], [0.6, 0.8]]))
+    torch.testing.assert_close(l2_normalize(tiny, 1), torch.tensor([[0.6, 0.8], [0.6, 0.8]]))
+    # NetRVLAD with 2 clusters, the second nearly never assigned: its sum stays far below 1e-6
+    torch.manual_seed(0)
+    head = NetRVLAD(3, clusters=2, batch_norm=False, l2_eps="official")
+    with torch.no_grad():
+        head.assign.proj.weight.zero_()
+        head.assign.proj.bias.copy_(torch.tensor([0.0, -25.0]))
+    x = torch.randn(1, 4, 3)
+    a = torch.softmax(torch.tensor([0.0, -25.0]), dim=0)  # the same assignment for every clip
+    v = a[:, None] * x[0].sum(0)  # (K, D)
+    want = _tf_l2_normalize(_tf_l2_normalize(v, 1).flatten(), 0)
+    torch.testing.assert_close(head(x)[0], want)
+    assert want[3:].norm() < 1e-3  # ours would make the empty cluster's part as long as the other's
+    settings = PoolingSettings(clusters=2, hidden=4, l2_eps="official")
+    for name in ("netvlad", "netrvlad", "netfv", "netbow"):
+        assert build_classifier(name, 3, 2, settings, multilabel=False).pool.l2_eps == "official"
+        two = build_classifier(name, 3, 2, settings, multilabel=True, audio_dim=2)
+        assert (two.video_pool.l2_eps, two.audio_pool.l2_eps) == ("official", "official")
+    build_classifier("attention_clusters", 3, 2, settings, multilabel=False)  # no L2 switch there, still builds
+
+
+def test_official_multilabel_loss_is_willow_cross_entropy_on_probabilities():
+    # official (WILLOW losses.py CrossEntropyLoss, epsilon = 10e-6, alpha 0.5):
+    # -sum_c [y log(p + 1e-5) + (1 - y) log(1 - p + 1e-5)], mean over videos, on the probabilities.
+    # catches: the epsilon left out or 1e-6 (10e-6 read as 1e-6), the loss taken on clamped logits (no gradient for a
+    # positive label at p < 1e-6)
+    import torch
+
+    from ssl_video.evaluation.pooling import classification_loss
+
+    p = torch.tensor([[1e-8, 0.3, 0.999999], [0.9, 0.5, 2e-7]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    loss = classification_loss(p, y, True, "sum", "official")
+    want = -(y * torch.log(p.detach() + 1e-5) + (1 - y) * torch.log(1 - p.detach() + 1e-5)).sum(1).mean()
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    grad = (-y / (p.detach() + 1e-5) + (1 - y) / (1 - p.detach() + 1e-5)) / 2  # d/dp, mean over 2 videos
+    torch.testing.assert_close(p.grad, grad)
+    assert p.grad[0, 0] < -4e4  # p = 1e-8 on a positive label is still pulled up
+
+
+def test_official_loss_reaches_moe_probabilities_below_the_clamp():
+    # official: the loss sees the MoE probabilities as computed, so an expert whose sigmoid is ~1e-13 on a positive
+    # label gets the gradient -g s (1 - s) / (p + 1e-5) (by hand below, mean over videos).
+    # catches: the probabilities taken after our [1e-6, 1 - 1e-6] clamp (zero gradient), the dummy expert counted
+    import torch
+
+    from ssl_video.evaluation.pooling import classification_loss
+    from ssl_video.models.heads import _Classifier
+
+    torch.manual_seed(0)
+    block = _Classifier(4, 3, 5, gating=False, classifier="moe", experts=2, dropout=0.0, relu=False,
+                        hidden_bn=False, moe_gate_bias=False)
+    with torch.no_grad():
+        block.classifier.experts_fc.bias.fill_(-30.0)
+    z, y = torch.randn(2, 4), torch.ones(2, 3)
+    h = (z @ block.fc.weight.T + block.fc.bias).detach()
+    moe = block.classifier
+    g = torch.softmax((h @ moe.gates.weight.T).view(2, 3, 3), dim=-1)[..., :2]
+    s = torch.sigmoid(h @ moe.experts_fc.weight.T + moe.experts_fc.bias).view(2, 3, 2).detach()
+    p = (g.detach() * s).sum(-1)
+    out = block(z, probabilities=True)
+    torch.testing.assert_close(out, p, rtol=1e-5, atol=0)
+    assert p.max() < 1e-6
+    classification_loss(out, y, True, "sum", "official").backward()
+    want = (-(1 / (p + 1e-5))[..., None] * g.detach() * s * (1 - s)).mean(0).flatten()
+    torch.testing.assert_close(moe.experts_fc.bias.grad, want, rtol=1e-4, atol=0)
+    moe.experts_fc.bias.grad = None
+    classification_loss(block(z), y, True, "sum").backward()  # ours: clamped, no gradient
+    assert not moe.experts_fc.bias.grad.any()
+
+
+def test_training_uses_the_official_loss_on_probabilities():
+    # official: the training loss is CrossEntropyLoss on the model's probabilities. With every probability ~1e-13 and
+    # positive labels, each positive costs -log(1e-5) = 11.5 (the clamped logits would cost -log(1e-6) = 13.8).
+    # catches: the training loop still passing logits (clamped) to the loss when the official form is set
+    import copy
+
+    import torch
+
+    from ssl_video.evaluation.pooling import build_classifier, pad_batch, train_classifier
+    from ssl_video.evaluation.settings import PoolingSettings
+
+    settings = PoolingSettings(epochs=1, batch_size=8, hidden=4, gating=False, hidden_bn=False, device="cpu",
+                               multilabel_loss="sum", multilabel_loss_form="official")
+    torch.manual_seed(0)
+    model = build_classifier("avg", 3, 2, settings, multilabel=True)
+    with torch.no_grad():
+        model.head.classifier.experts_fc.bias.fill_(-30.0)
+    x = [np.random.default_rng(i).standard_normal((3, 3)).astype(np.float32) for i in range(4)]
+    y = np.array([[1, 0], [0, 1], [1, 1], [1, 0]], dtype=np.float32)
+    before = copy.deepcopy(model).train()
+    with torch.no_grad():
+        p = before(*pad_batch(x), probabilities=True)
+    yt = torch.from_numpy(y)
+    want = -(yt * torch.log(p + 1e-5) + (1 - yt) * torch.log(1 - p + 1e-5)).sum(1).mean()
+    stats = train_classifier(model, x, y, settings, multilabel=True)  # one batch: the loss before the step
+    assert stats["final_loss"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_official_classifier_init_matches_willow_and_slim_defaults():
+    # official: WILLOW frame_level_models.py hidden1_weights N(0, 1/sqrt(cluster_size)) (the video head's K) and
+    # hidden1_biases N(0, 0.01); gating_weights_2 / LOUPE context_gating N(0, 1/sqrt(dim)); video_level_models.py
+    # MoeModel: slim.fully_connected defaults (Glorot uniform, bound sqrt(6 / (fan_in + fan_out)); expert biases 0;
+    # gates without bias), gating_prob_weights N(0, 1/sqrt(classes)).
+    # catches: variance and std confused (1/K), the hidden std taken from the FC's fan-in or the audio head's K,
+    # PyTorch's uniform(+-1/sqrt(fan_in)) left on the MoE, non-zero expert biases, the output gating std taken from
+    # the hidden size
+    import math
+
+    import torch
+
+    from ssl_video.evaluation.pooling import build_classifier
+    from ssl_video.evaluation.settings import PoolingSettings
+
+    settings = PoolingSettings(clusters=16, hidden=256, hidden_bn=False, gating_bn=True, output_gating="official",
+                               moe_gate_bias=False, classifier_init="official")
+    torch.manual_seed(0)
+    head = build_classifier("netrvlad", 8, 60, settings, multilabel=True).head  # FC 128 -> 256, 60 classes
+
+    def near(t, std, tol):
+        return abs(t.std().item() - std) < tol * std and abs(t.mean().item()) < 3 * std / math.sqrt(t.numel())
+
+    assert near(head.fc.weight, 1 / math.sqrt(16), 0.03)
+    assert near(head.fc.bias, 0.01, 0.2)
+    assert near(head.gate.fc.weight, 1 / math.sqrt(256), 0.03) and head.gate.fc.bias is None
+    assert near(head.output_gate.fc.weight, 1 / math.sqrt(60), 0.08) and head.output_gate.fc.bias is None
+    moe = head.classifier
+    for fc, fan_out in ((moe.gates, 60 * 3), (moe.experts_fc, 60 * 2)):
+        bound = math.sqrt(6 / (256 + fan_out))
+        w = fc.weight.detach()
+        assert 0.97 * bound < w.abs().max().item() <= bound and near(w, bound / math.sqrt(3), 0.03)
+    assert moe.gates.bias is None and not moe.experts_fc.bias.any()
+    two = build_classifier("netrvlad", 8, 60, settings, multilabel=True, audio_dim=4).head  # audio K 8
+    assert near(two.fc.weight, 1 / math.sqrt(16), 0.03)
+    ours = build_classifier("netrvlad", 8, 60, PoolingSettings(clusters=16, hidden=256), multilabel=True).head
+    assert ours.classifier.experts_fc.bias.any()  # PyTorch's default stays without the switch
 
 
 # ---------------------------------------------------------------------------------------------- Attention Clusters

@@ -22,7 +22,8 @@ Protocol (written into every report):
   GAP@20 and mAP. The last epoch's model is tested (nothing is selected on the test split).
 * the official LOUPE / Youtube-8M-WILLOW / Attention Clusters behaviour is a set of named settings (input BN,
   BN gating, MoE probability gating, hidden FC with bias, MoE L2, NetFV global second order, sampling with
-  replacement, per-tensor clipping, staircase lr decay, summed BCE, alpha/beta init, the tanh MLP head);
+  replacement, per-tensor clipping, staircase lr decay, summed BCE and its form on probabilities, TF-slim batch
+  norm numerics, TF's L2 normalisation floor, the official initial values, alpha/beta init, the tanh MLP head);
   ``preset: paper`` sets the published run (docs/FIDELITY.md).
 """
 
@@ -224,9 +225,12 @@ def build_classifier(
         kwargs.setdefault("second_order", settings.netfv_second_order)
     if head == "attention_clusters":
         kwargs.setdefault("shift_init", settings.attention_init)
+    if pooling_head_options(head)["l2_eps"]:
+        kwargs.setdefault("l2_eps", settings.l2_eps)
     options = {"hidden": settings.hidden, "gating": settings.gating, "classifier": settings.classifier_for(multilabel),
                "input_bn": settings.input_bn, "hidden_bn": settings.hidden_bn, "gating_bn": settings.gating_bn,
-               "output_gating": settings.output_gating, "moe_gate_bias": settings.moe_gate_bias}
+               "output_gating": settings.output_gating, "moe_gate_bias": settings.moe_gate_bias,
+               "batch_norm_numerics": settings.batch_norm_numerics, "classifier_init": settings.classifier_init}
     if audio_dim is not None:
         clusters = kwargs.pop("clusters", settings.clusters)  # head_kwargs may set a head's own (paper: NetFV 128)
         return TwoStreamClassifier(dim, audio_dim, num_classes, head=head, clusters=clusters,
@@ -271,14 +275,15 @@ def train_classifier(
     start = time.perf_counter()
     seen = 0  # training examples before this step: the staircase lr decay counts them (official train.py)
     penalty = getattr(model, "l2_penalty", None) if settings.moe_l2 > 0 else None
+    form = settings.multilabel_loss_form if multilabel else "logits"
     bar = progress_counter(settings.epochs, desc, "epoch", enabled=progress)
     for _ in range(settings.epochs):
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, rng):
             yb = targets[idx].to(device)
-            logits = _forward(model, [x[i] for i in idx], None if audio is None else [audio[i] for i in idx],
-                              settings, rng, device)
-            loss = classification_loss(logits, yb, multilabel, settings.multilabel_loss)
+            outputs = _forward(model, [x[i] for i in idx], None if audio is None else [audio[i] for i in idx],
+                               settings, rng, device, probabilities=form == "official")
+            loss = classification_loss(outputs, yb, multilabel, settings.multilabel_loss, form)
             reg = penalty() if penalty is not None else None
             objective = loss if reg is None else loss + settings.moe_l2 * reg
             for group in optim.param_groups:
@@ -300,16 +305,26 @@ def train_classifier(
     return {"train_time_s": time.perf_counter() - start, "final_loss": loss_value}
 
 
-def classification_loss(logits, targets, multilabel: bool, reduction: str = "mean"):
-    """Softmax cross-entropy (multi-class), or binary cross-entropy averaged over every entry (``"mean"``) or
-    summed over classes and averaged over videos (``"sum"``, the official ``CrossEntropyLoss``)."""
+def classification_loss(outputs, targets, multilabel: bool, reduction: str = "mean", form: str = "logits"):
+    """Softmax cross-entropy of logits (multi-class), or binary cross-entropy averaged over every entry
+    (``"mean"``) or summed over classes and averaged over videos (``"sum"``, the official ``CrossEntropyLoss``).
+
+    ``form`` (multi-label): ``"logits"``: ``outputs`` are logits (BCE with logits); ``"official"``: ``outputs`` are
+    probabilities and each entry is ``-[y log(p + 1e-5) + (1 - y) log(1 - p + 1e-5)]`` (WILLOW ``losses.py``,
+    ``epsilon = 10e-6``), so that a probability near 0 or 1 keeps a gradient."""
+    import torch
     import torch.nn.functional as F
 
     if not multilabel:
-        return F.cross_entropy(logits, targets)
-    if reduction == "sum":
-        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1).mean()
-    return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.cross_entropy(outputs, targets)
+    if form == "official":
+        eps = 1e-5
+        entries = -(targets * torch.log(outputs + eps) + (1 - targets) * torch.log(1 - outputs + eps))
+    elif form == "logits":
+        entries = F.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
+    else:
+        raise ValueError(f"multilabel loss form must be 'logits' or 'official', got {form!r}")
+    return entries.sum(dim=1).mean() if reduction == "sum" else entries.mean()
 
 
 def clip_each_gradient(parameters, max_norm: float) -> None:
@@ -322,14 +337,16 @@ def clip_each_gradient(parameters, max_norm: float) -> None:
                 p.grad.mul_(max_norm / norm)
 
 
-def _forward(model, x, audio, settings: PoolingSettings, rng, device):
-    """Logits of one batch: padded sequences and masks of one stream, or of two (video, audio)."""
+def _forward(model, x, audio, settings: PoolingSettings, rng, device, probabilities: bool = False):
+    """Logits of one batch (``probabilities``: the model's probabilities): padded sequences and masks of one stream,
+    or of two (video, audio)."""
     replacement = settings.clip_sampling == "with_replacement"
+    extra = {"probabilities": True} if probabilities else {}
     xb, mb = pad_batch(x, settings.max_clips, rng, replacement)
     if audio is None:
-        return model(xb.to(device), mb.to(device))
+        return model(xb.to(device), mb.to(device), **extra)
     ab, amb = pad_batch(audio, settings.max_clips, rng, replacement)
-    return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device))
+    return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device), **extra)
 
 
 def predict(

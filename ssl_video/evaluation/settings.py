@@ -76,7 +76,8 @@ PAPER_POOLING: dict = {
     "input_bn": True, "hidden_bn": False, "gating_bn": True, "output_gating": "official", "moe_gate_bias": False,
     "moe_l2": 1e-6, "netfv_second_order": "global", "attention_init": "official", "clip_sampling": "with_replacement",
     "clip_grad": 1.0, "lr_decay": 0.8, "lr_decay_examples": 4_000_000, "multilabel_loss": "sum",
-    "head_kwargs": {"netfv": {"clusters": 128}},
+    "multilabel_loss_form": "official", "batch_norm_numerics": "official", "l2_eps": "official",
+    "classifier_init": "official", "head_kwargs": {"netfv": {"clusters": 128}},
 }
 PRESETS = {"ours": {}, "paper": PAPER_POOLING}
 
@@ -136,6 +137,16 @@ class PoolingSettings:
     lr_decay: float = 1.0  # lr x lr_decay every lr_decay_examples training examples (staircase)
     lr_decay_examples: int = 4_000_000
     multilabel_loss: Literal["mean", "sum"] = "mean"  # sum: over classes, mean over videos (official)
+    # logits: binary cross-entropy on the logits (a MoE's probabilities clamped to [1e-6, 1 - 1e-6] first);
+    # official: -[y log(p + 1e-5) + (1 - y) log(1 - p + 1e-5)] on the probabilities as computed (WILLOW losses.py)
+    multilabel_loss_form: Literal["logits", "official"] = "logits"
+    # official: every BatchNorm as TF-slim batch_norm, eps 1e-3, decay 0.999 (momentum 1e-3), moving variance of
+    # the biased batch variance; ours: PyTorch's eps 1e-5, momentum 0.1, unbiased
+    batch_norm_numerics: Literal["ours", "official"] = "ours"
+    l2_eps: Literal["ours", "official"] = "ours"  # NetVLAD family L2 norms floored at 1e-12 (ours) or 1e-6 (TF)
+    # official: hidden FC N(0, 1/sqrt(K)) + bias N(0, 0.01), Context Gating N(0, 1/sqrt(dim)), MoE Glorot-uniform
+    # weights and zero biases, output gating N(0, 1/sqrt(classes)); ours: PyTorch's defaults
+    classifier_init: Literal["ours", "official"] = "ours"
 
     def classifier_for(self, multilabel: bool) -> str:
         if self.classifier == "auto":

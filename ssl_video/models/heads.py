@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl_video.models.pooling import MaskedBatchNorm1d, cluster_kwargs, create_pooling_head
+from ssl_video.models.pooling import (
+    MaskedBatchNorm1d,
+    cluster_kwargs,
+    create_pooling_head,
+    use_batch_norm_numerics,
+)
 
 __all__ = ["ProjectionHead", "ContextGating", "MixtureOfExperts", "TanhMLPClassifier", "PooledClassifier",
            "TwoStreamClassifier", "CLASSIFIERS"]
@@ -55,7 +60,15 @@ class ContextGating(nn.Module):
     def __init__(self, dim: int, batch_norm: bool = False):
         super().__init__()
         self.fc = nn.Linear(dim, dim, bias=not batch_norm)
-        self.norm = nn.BatchNorm1d(dim) if batch_norm else None
+        self.norm = MaskedBatchNorm1d(dim) if batch_norm else None
+
+    def official_init(self) -> None:
+        """LOUPE ``context_gating`` (and WILLOW ``gating_prob_weights`` of the MoE output gating): weights
+        N(0, 1/sqrt(dim)); the bias (no BN) N(0, 1/sqrt(dim))."""
+        std = self.fc.in_features ** -0.5
+        nn.init.normal_(self.fc.weight, std=std)
+        if self.fc.bias is not None:
+            nn.init.normal_(self.fc.bias, std=std)
 
     def forward(self, x: Tensor) -> Tensor:
         gates = self.fc(x)
@@ -82,6 +95,14 @@ class MixtureOfExperts(nn.Module):
         gate = torch.softmax(self.gates(x).unflatten(-1, (self.num_classes, self.experts + 1)), dim=-1)
         expert = torch.sigmoid(self.experts_fc(x).unflatten(-1, (self.num_classes, self.experts)))
         return (gate[..., : self.experts] * expert).sum(dim=-1)
+
+    def official_init(self) -> None:
+        """TF-slim ``fully_connected`` defaults (WILLOW ``MoeModel``): Glorot-uniform weights,
+        ``U(-b, b)`` with ``b = sqrt(6 / (fan_in + fan_out))``, zero biases."""
+        for fc in (self.gates, self.experts_fc):
+            nn.init.xavier_uniform_(fc.weight)
+            if fc.bias is not None:
+                nn.init.zeros_(fc.bias)
 
     def l2_penalty(self) -> Tensor:
         """``(|W_gates|^2 + |W_experts|^2) / 2`` (TF-slim ``l2_regularizer`` on the weights, biases excluded)."""
@@ -121,24 +142,28 @@ class _Classifier(nn.Module):
     ``output_gating="ours"`` gates the classifier's output (MoE probabilities, or a linear classifier's
     logits) with :class:`ContextGating`; ``"official"`` gates only MoE probabilities, ``p * sigmoid(BN(p W))``
     (WILLOW ``moe_prob_gating``), and a linear classifier not at all. ``classifier="tanh_mlp"`` is the
-    Attention Clusters reference head alone (no FC, BN or gating before it).
+    Attention Clusters reference head alone (no FC, BN or gating before it). ``init="official"``: the official
+    initial values (:meth:`official_init`; ``clusters`` is the K of the hidden FC's).
     """
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int, gating: bool, classifier: str, experts: int,
                  dropout: float, relu: bool, hidden_bn: bool = True, gating_bn: bool = False,
-                 output_gating: str = "ours", moe_gate_bias: bool = True):
+                 output_gating: str = "ours", moe_gate_bias: bool = True, init: str = "ours",
+                 clusters: int | None = None):
         super().__init__()
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {classifier!r}")
         if output_gating not in ("ours", "official"):
             raise ValueError(f"output_gating must be 'ours' or 'official', got {output_gating!r}")
+        if init not in ("ours", "official"):
+            raise ValueError(f"classifier init must be 'ours' or 'official', got {init!r}")
         self.kind = classifier
         if classifier == "tanh_mlp":
             self.mlp = TanhMLPClassifier(in_dim, num_classes)
             return
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_dim, hidden, bias=not hidden_bn)
-        self.norm = nn.BatchNorm1d(hidden) if hidden_bn else None
+        self.norm = MaskedBatchNorm1d(hidden) if hidden_bn else None
         self.relu = relu
         self.gate = ContextGating(hidden, batch_norm=gating_bn) if gating else None
         self.classifier = (
@@ -150,10 +175,31 @@ class _Classifier(nn.Module):
             self.output_gate = None
         else:
             self.output_gate = ContextGating(num_classes, batch_norm=gating_bn or output_gating == "official")
+        if init == "official":
+            self.official_init(clusters)
 
-    def forward(self, z: Tensor) -> Tensor:
-        if self.kind == "tanh_mlp":
-            return self.mlp(z)
+    def official_init(self, clusters: int | None) -> None:
+        """WILLOW ``frame_level_models.py``: hidden FC weights N(0, 1/sqrt(K)) with K the video head's clusters
+        (``hidden1_weights``; without ``clusters`` PyTorch's stay), its bias N(0, 0.01) (``hidden1_biases``); Context
+        Gating, the MoE and the output gating as their ``official_init``. A linear classifier has no official one."""
+        if clusters is not None:
+            nn.init.normal_(self.fc.weight, std=clusters ** -0.5)
+        if self.fc.bias is not None:
+            nn.init.normal_(self.fc.bias, std=0.01)
+        for module in (self.gate, self.classifier, self.output_gate):
+            if hasattr(module, "official_init"):
+                module.official_init()
+
+    def forward(self, z: Tensor, probabilities: bool = False) -> Tensor:
+        """Logits; ``probabilities=True``: the probabilities themselves (a MoE's as it computes them, before the
+        clamp of the logit transform; otherwise the sigmoid of the logits)."""
+        out = self.mlp(z) if self.kind == "tanh_mlp" else self._scores(z)
+        if self.kind == "moe":
+            return out if probabilities else _probabilities_to_logits(out)
+        return torch.sigmoid(out) if probabilities else out
+
+    def _scores(self, z: Tensor) -> Tensor:
+        """MoE probabilities, or a linear classifier's logits."""
         z = self.fc(self.dropout(z))
         if self.norm is not None:
             z = self.norm(z)
@@ -164,7 +210,7 @@ class _Classifier(nn.Module):
         out = self.classifier(z)
         if self.output_gate is not None:
             out = self.output_gate(out)  # on probabilities for MoE, on logits for a linear classifier
-        return _probabilities_to_logits(out) if self.kind == "moe" else out
+        return out
 
     def l2_penalty(self) -> Tensor | None:
         return self.classifier.l2_penalty() if self.kind == "moe" else None
@@ -182,22 +228,29 @@ class PooledClassifier(nn.Module):
     ``classifier="moe"`` uses :class:`MixtureOfExperts` (its probabilities, gated as in the paper, are
     returned as logits ``log(p / (1 - p))`` so that every model trains with the same losses).
     ``input_bn``: BatchNorm over the clip features (valid positions only) before pooling, as the official
-    models do before the video/audio split. The other options are those of ``_Classifier``.
-    ``forward(x, mask)`` returns logits ``(B, num_classes)``.
+    models do before the video/audio split. ``batch_norm_numerics="official"``: every BatchNorm of the model
+    (pooling head's included) computes as TF-slim ``batch_norm`` (:func:`~ssl_video.models.pooling.
+    use_batch_norm_numerics`). ``classifier_init="official"``: the official initial values of the block after
+    pooling (``_Classifier.official_init``, K = the head's ``clusters``). The other options are those of
+    ``_Classifier``. ``forward(x, mask)`` returns logits ``(B, num_classes)`` (``probabilities=True``: see
+    ``_Classifier.forward``).
     """
 
     def __init__(self, pool: nn.Module, num_classes: int, hidden: int = 1024, gating: bool = True,
                  classifier: str = "linear", experts: int = 2, dropout: float = 0.0, relu: bool = False,
                  input_bn: bool = False, hidden_bn: bool = True, gating_bn: bool = False, output_gating: str = "ours",
-                 moe_gate_bias: bool = True, input_dim: int | None = None):
+                 moe_gate_bias: bool = True, input_dim: int | None = None, batch_norm_numerics: str = "ours",
+                 classifier_init: str = "ours"):
         super().__init__()
         self.input_norm = _input_norm(input_dim or getattr(pool, "dim", None), input_bn)
         self.pool = pool
         self.head = _Classifier(pool.output_dim, num_classes, hidden, gating, classifier, experts, dropout, relu,
-                                hidden_bn, gating_bn, output_gating, moe_gate_bias)
+                                hidden_bn, gating_bn, output_gating, moe_gate_bias, init=classifier_init,
+                                clusters=getattr(pool, "clusters", None))
+        use_batch_norm_numerics(self, batch_norm_numerics)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.head(self.pool(_normalise(self.input_norm, x, mask), mask))
+    def forward(self, x: Tensor, mask: Tensor | None = None, probabilities: bool = False) -> Tensor:
+        return self.head(self.pool(_normalise(self.input_norm, x, mask), mask), probabilities)
 
     def l2_penalty(self) -> Tensor | None:
         return self.head.l2_penalty()
@@ -209,14 +262,16 @@ class TwoStreamClassifier(nn.Module):
     Gating sits after the fused FC and after the classifier. Cluster-based heads use ``clusters`` for the
     video stream and ``audio_clusters`` (default ``clusters // 2``) for the audio stream. ``input_bn``
     normalises each stream's features (per channel: the same as the official BN over the concatenated
-    frame features before the split).
+    frame features before the split). ``batch_norm_numerics`` and ``classifier_init`` as in
+    :class:`PooledClassifier` (K of the hidden FC's official initialisation: the video head's clusters).
     """
 
     def __init__(self, video_dim: int, audio_dim: int, num_classes: int, head: str = "netvlad", clusters: int = 64,
                  audio_clusters: int | None = None, hidden: int = 1024, gating: bool = True, classifier: str = "moe",
                  experts: int = 2, dropout: float = 0.0, relu: bool = False, input_bn: bool = False,
                  hidden_bn: bool = True, gating_bn: bool = False, output_gating: str = "ours",
-                 moe_gate_bias: bool = True, **head_kwargs):
+                 moe_gate_bias: bool = True, batch_norm_numerics: str = "ours", classifier_init: str = "ours",
+                 **head_kwargs):
         super().__init__()
         audio_clusters = audio_clusters or max(1, clusters // 2)
         self.video_norm = _input_norm(video_dim, input_bn)
@@ -225,14 +280,17 @@ class TwoStreamClassifier(nn.Module):
         self.audio_pool = create_pooling_head(head, audio_dim, **cluster_kwargs(head, audio_clusters), **head_kwargs)
         fused = self.video_pool.output_dim + self.audio_pool.output_dim
         self.head = _Classifier(fused, num_classes, hidden, gating, classifier, experts, dropout, relu, hidden_bn,
-                                gating_bn, output_gating, moe_gate_bias)
+                                gating_bn, output_gating, moe_gate_bias, init=classifier_init,
+                                clusters=getattr(self.video_pool, "clusters", None))
+        use_batch_norm_numerics(self, batch_norm_numerics)
 
     def forward(
-        self, video: Tensor, audio: Tensor, video_mask: Tensor | None = None, audio_mask: Tensor | None = None
+        self, video: Tensor, audio: Tensor, video_mask: Tensor | None = None, audio_mask: Tensor | None = None,
+        probabilities: bool = False,
     ) -> Tensor:
         video = self.video_pool(_normalise(self.video_norm, video, video_mask), video_mask)
         audio = self.audio_pool(_normalise(self.audio_norm, audio, audio_mask), audio_mask)
-        return self.head(torch.cat([video, audio], dim=1))
+        return self.head(torch.cat([video, audio], dim=1), probabilities)
 
     def l2_penalty(self) -> Tensor | None:
         return self.head.l2_penalty()

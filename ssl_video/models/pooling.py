@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "MaskedBatchNorm1d",
+    "use_batch_norm_numerics",
+    "l2_normalize",
     "SoftAssignment",
     "NetVLAD",
     "NetRVLAD",
@@ -89,18 +91,59 @@ def prefix_compact(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm over the channel axis of ``(B, N, C)`` whose statistics use valid positions only.
+    """BatchNorm over the channel axis of ``(B, N, C)`` (or ``(B, C)``) whose statistics use valid positions only.
 
     In training mode the mean and variance are taken over the valid rows (padding excluded), and the
     running statistics are updated from those rows; padded outputs are 0.
+
+    :meth:`use_official_numerics` switches to TF-slim ``batch_norm`` as the official LOUPE/WILLOW code calls it:
+    epsilon 1e-3, moving averages with decay 0.999 (momentum 1e-3), the moving variance following the biased
+    batch variance (the non-fused TF 1.x kernel) where PyTorch uses the unbiased one.
     """
+
+    biased_running_var = False
+
+    def use_official_numerics(self) -> None:
+        self.eps, self.momentum, self.biased_running_var = 1e-3, 1e-3, True
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
         if mask is None:
-            return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+            return self._rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         out = x.new_zeros(x.shape)
-        out[mask] = super().forward(x[mask])
+        out[mask] = self._rows(x[mask])
         return out
+
+    def _rows(self, x: Tensor) -> Tensor:
+        """BatchNorm of ``(M, C)`` rows."""
+        if not (self.training and self.biased_running_var):
+            return super().forward(x)
+        with torch.no_grad():
+            stats = x.detach().to(self.running_mean.dtype)
+            self.running_mean.lerp_(stats.mean(dim=0), self.momentum)
+            self.running_var.lerp_(stats.var(dim=0, unbiased=False), self.momentum)
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def use_batch_norm_numerics(module: nn.Module, numerics: Literal["ours", "official"]) -> None:
+    """``"official"``: every :class:`MaskedBatchNorm1d` inside ``module`` computes as TF-slim ``batch_norm``
+    (see :meth:`MaskedBatchNorm1d.use_official_numerics`); ``"ours"`` leaves PyTorch's (eps 1e-5, momentum 0.1)."""
+    if numerics not in ("ours", "official"):
+        raise ValueError(f"batch norm numerics must be 'ours' or 'official', got {numerics!r}")
+    if numerics == "official":
+        for m in module.modules():
+            if isinstance(m, MaskedBatchNorm1d):
+                m.use_official_numerics()
+
+
+def l2_normalize(x: Tensor, dim: int, eps: Literal["ours", "official"] = "ours") -> Tensor:
+    """L2 normalisation along ``dim``: ``"ours"`` is ``F.normalize`` (the norm floored at 1e-12), ``"official"``
+    TF's ``tf.nn.l2_normalize``, ``x * rsqrt(max(sum(x^2), 1e-12))`` (the norm floored at 1e-6)."""
+    if eps == "official":
+        return x * torch.rsqrt(x.square().sum(dim=dim, keepdim=True).clamp_min(1e-12))
+    if eps != "ours":
+        raise ValueError(f"l2_eps must be 'ours' or 'official', got {eps!r}")
+    return F.normalize(x, dim=dim)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -130,12 +173,19 @@ class SoftAssignment(nn.Module):
 
 
 class _ClusterPool(nn.Module):
-    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
+    """Soft assignment shared by the NetVLAD family. ``l2_eps``: the floor of every L2 normalisation, ``"ours"``
+    (``F.normalize``) or ``"official"`` (TF ``tf.nn.l2_normalize``, see :func:`l2_normalize`)."""
+
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True,
+                 l2_eps: Literal["ours", "official"] = "ours"):
         super().__init__()
         if dim < 1 or clusters < 1:
             raise ValueError("dim and clusters must be positive")
+        if l2_eps not in ("ours", "official"):
+            raise ValueError(f"l2_eps must be 'ours' or 'official', got {l2_eps!r}")
         self.dim = dim
         self.clusters = clusters
+        self.l2_eps = l2_eps
         self.assign = SoftAssignment(dim, clusters, batch_norm)
 
     def _prepare(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -143,36 +193,37 @@ class _ClusterPool(nn.Module):
         x = zero_padding(x, mask)
         return x, self.assign(x, mask)
 
-
-def _intra_then_global_l2(v: Tensor) -> Tensor:
-    """``(B, K, D)`` -> L2 over D per cluster, flatten, L2 over everything."""
-    return F.normalize(F.normalize(v, dim=2).flatten(1), dim=1)
+    def _intra_then_global_l2(self, v: Tensor) -> Tensor:
+        """``(B, K, D)`` -> L2 over D per cluster, flatten, L2 over everything."""
+        return l2_normalize(l2_normalize(v, 2, self.l2_eps).flatten(1), 1, self.l2_eps)
 
 
 class NetVLAD(_ClusterPool):
     """``v_k = sum_i a_ik (x_i - c_k)``; intra-normalised, flattened, L2-normalised. Output ``K * D``."""
 
-    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
-        super().__init__(dim, clusters, batch_norm)
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True,
+                 l2_eps: Literal["ours", "official"] = "ours"):
+        super().__init__(dim, clusters, batch_norm, l2_eps)
         self.centers = nn.Parameter(torch.randn(clusters, dim) / math.sqrt(dim))
         self.output_dim = clusters * dim
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x, a = self._prepare(x, mask)
         v = torch.einsum("bnk,bnd->bkd", a, x) - a.sum(dim=1).unsqueeze(-1) * self.centers
-        return _intra_then_global_l2(v)
+        return self._intra_then_global_l2(v)
 
 
 class NetRVLAD(_ClusterPool):
     """Residual-less VLAD: ``v_k = sum_i a_ik x_i``; same normalisation as NetVLAD. Output ``K * D``."""
 
-    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
-        super().__init__(dim, clusters, batch_norm)
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True,
+                 l2_eps: Literal["ours", "official"] = "ours"):
+        super().__init__(dim, clusters, batch_norm, l2_eps)
         self.output_dim = clusters * dim
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x, a = self._prepare(x, mask)
-        return _intra_then_global_l2(torch.einsum("bnk,bnd->bkd", a, x))
+        return self._intra_then_global_l2(torch.einsum("bnk,bnd->bkd", a, x))
 
 
 class NetFV(_ClusterPool):
@@ -186,8 +237,8 @@ class NetFV(_ClusterPool):
     """
 
     def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True, eps: float = 1e-6,
-                 second_order: Literal["intra", "global"] = "intra"):
-        super().__init__(dim, clusters, batch_norm)
+                 second_order: Literal["intra", "global"] = "intra", l2_eps: Literal["ours", "official"] = "ours"):
+        super().__init__(dim, clusters, batch_norm, l2_eps)
         if second_order not in ("intra", "global"):
             raise ValueError(f"second_order must be 'intra' or 'global', got {second_order!r}")
         self.second_order = second_order
@@ -209,20 +260,24 @@ class NetFV(_ClusterPool):
         first = (ax - mass * c) / sigma
         # sum_i a_ik (x_i - c_k)^2 expanded so that no (B, N, K, D) tensor is built
         second = (ax2 - 2.0 * c * ax + mass * c.square()) / sigma.square() - mass
-        second = _intra_then_global_l2(second) if self.second_order == "intra" else F.normalize(second.flatten(1), dim=1)
-        return torch.cat([_intra_then_global_l2(first), second], dim=1)
+        if self.second_order == "intra":
+            second = self._intra_then_global_l2(second)
+        else:
+            second = l2_normalize(second.flatten(1), 1, self.l2_eps)
+        return torch.cat([self._intra_then_global_l2(first), second], dim=1)
 
 
 class NetBoW(_ClusterPool):
     """Soft bag of visual words: ``sum_i a_ik``, L2-normalised. Output ``K``."""
 
-    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True):
-        super().__init__(dim, clusters, batch_norm)
+    def __init__(self, dim: int, clusters: int = 64, batch_norm: bool = True,
+                 l2_eps: Literal["ours", "official"] = "ours"):
+        super().__init__(dim, clusters, batch_norm, l2_eps)
         self.output_dim = clusters
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         _, a = self._prepare(x, mask)
-        return F.normalize(a.sum(dim=1), dim=1)
+        return l2_normalize(a.sum(dim=1), 1, self.l2_eps)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -571,10 +626,12 @@ def list_pooling_heads() -> list[str]:
 
 
 def pooling_head_options(name: str) -> dict:
-    """Facts about a head: ``{"clustered": bool}`` (whether it takes ``clusters``)."""
+    """Facts about a head: ``{"clustered": bool, "l2_eps": bool}`` (whether it takes ``clusters``, ``l2_eps``)."""
     if name not in _HEADS:
         raise KeyError(name)
-    return {"clustered": name in _CLUSTERED}
+    factory = _HEADS[name]
+    return {"clustered": name in _CLUSTERED,
+            "l2_eps": isinstance(factory, type) and issubclass(factory, _ClusterPool)}
 
 
 def cluster_kwargs(name: str, clusters: int | None) -> dict:
