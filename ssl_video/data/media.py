@@ -367,6 +367,8 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float, sample_rat
 def _read_window(decoder, path: str, start: float, seconds: float, sample_rate: int,
                  overrun: str = "zeros") -> tuple[torch.Tensor, bool, float]:
     """``(samples, has_audio, start)``: the window of :func:`read_audio` and where it was read from."""
+    if overrun not in ("zeros", "shift"):
+        raise ValueError(f"audio overrun must be 'zeros' or 'shift', got {overrun!r}")
     length = int(round(seconds * sample_rate))
     out = torch.zeros(length, dtype=torch.float32)
     if decoder is None:
