@@ -41,8 +41,7 @@ def run_gvf(args) -> int:
                      for m in read_metadata_csv(args.metadata)}.values(), key=lambda v: v.key)
     encoder, protocol = encoder_and_protocol(args)
     summary = compute_gvf(encoder, videos, args.out, protocol=protocol, stride=args.stride, device=args.device,
-                          batch_size=args.batch_size, workers=args.workers,
-                          progress=not args.no_progress)
+                          batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress)
     print(f"wrote {summary['written']} global video features ({summary['dim']}-d) to {summary['out']}"
           + (f"; {summary['skipped']} unreadable video(s) skipped: {', '.join(sorted(summary['skipped_videos']))}"
              if summary["skipped"] else ""))

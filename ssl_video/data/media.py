@@ -173,7 +173,7 @@ def probe(path: str | os.PathLike, decode: bool = True) -> MediaInfo:
     return MediaInfo(path=path, duration=end - begin, fps=fps, num_frames=n, width=int(meta.width),
                      height=int(meta.height), begin=begin, end=end, has_audio=has_audio,
                      audio_sample_rate=audio_rate,
-                     audio_duration=float(audio_duration) if audio_duration is not None else None,
+                     audio_duration=_seconds(audio_duration),
                      header_duration=_seconds(meta.duration_seconds_from_header),
                      audio_header_duration=_seconds(audio_header))
 

@@ -341,12 +341,11 @@ def _forward(model, x, audio, settings: PoolingSettings, rng, device, probabilit
     """Logits of one batch (``probabilities``: the model's probabilities): padded sequences and masks of one stream,
     or of two (video, audio)."""
     replacement = settings.clip_sampling == "with_replacement"
-    extra = {"probabilities": True} if probabilities else {}
     xb, mb = pad_batch(x, settings.max_clips, rng, replacement)
     if audio is None:
-        return model(xb.to(device), mb.to(device), **extra)
+        return model(xb.to(device), mb.to(device), probabilities=probabilities)
     ab, amb = pad_batch(audio, settings.max_clips, rng, replacement)
-    return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device), **extra)
+    return model(xb.to(device), ab.to(device), mb.to(device), amb.to(device), probabilities=probabilities)
 
 
 def predict(

@@ -162,15 +162,14 @@ class TSPConfig(Section):
         if self.valid_csv is not None:
             from pathlib import PurePath
 
-            if "test" in PurePath(self.valid_csv).name.lower():
-                raise ConfigError("valid_csv", f"{self.valid_csv} looks like a test split: validation (and "
-                                  "best.pt) must use a validation split")
+            # a test CSV, or a test videos folder (the official THUMOS14 scripts validate on VALID_SUBDIR=test)
+            for key in ("valid_csv", "valid_videos"):
+                value = getattr(self, key)
+                if value is not None and "test" in PurePath(value).name.lower():
+                    raise ConfigError(key, f"{value} looks like a test split: validation (and best.pt) must use "
+                                      "a validation split")
             if self.train_csv is not None and PurePath(self.valid_csv) == PurePath(self.train_csv):
                 raise ConfigError("valid_csv", "is the training CSV: give a held-out validation split")
-            # the official THUMOS14 scripts validate on VALID_SUBDIR=test: a test folder is refused as well
-            if self.valid_videos is not None and "test" in PurePath(self.valid_videos).name.lower():
-                raise ConfigError("valid_videos", f"{self.valid_videos} looks like a test split's videos: validation "
-                                  "(and best.pt) must use a validation split")
 
     def check_recipe(self, recipe) -> None:
         if recipe.data.dataset != "tsp":
